@@ -1,0 +1,251 @@
+"""`RunQueue`: the Python API that the command line and the dashboard are thin layers over."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import permissions
+from .config import DB_FILE, LOCK_FILE, RUNS_DIR, check_queue_name, current_user, load_settings, resolve_home
+from .durations import parse_duration
+from .errors import InvalidInput
+from .lock import ExecutorLock
+from .models import Run, Status
+from .params import NotebookInfo, check_parameters, read_notebook
+from .queue import Store
+
+PRIORITIES = {"high": 10, "normal": 0, "low": -10}
+ON_VALUES = ("success", "failure", "finish")
+_KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_TAG_BYTES = 10_000
+
+
+class RunQueue:
+    """One home's queue of runs, acting as one user (whose role decides what is allowed)."""
+
+    def __init__(self, home: str | Path | None = None, user: str | None = None) -> None:
+        self.home = resolve_home(home)
+        self.settings = load_settings(self.home)
+        self.user = user or current_user()
+        self.role = permissions.role_of(self.user, self.settings, self.home)
+        self.permissions = permissions.permissions_of(self.role, self.settings)
+        self.runs_dir = self.home / RUNS_DIR
+        self.store = Store(self.home / DB_FILE, self.runs_dir)
+        self.lock = ExecutorLock(self.home / LOCK_FILE)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> RunQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- permissions --------------------------------------------------------------
+
+    def can(self, permission: str, kind: str | None = None) -> bool:
+        return permissions.allowed(self.permissions, permission, kind)
+
+    def require(self, permission: str, kind: str | None = None) -> None:
+        permissions.require(self.user, self.role, self.permissions, permission, kind)
+
+    # -- submitting ---------------------------------------------------------------
+
+    def inspect(self, notebook: str | Path) -> NotebookInfo:
+        """The notebook's kernel and declared parameters (for forms and validation)."""
+        return read_notebook(notebook)
+
+    def submit(
+        self,
+        notebook: str | Path,
+        parameters: dict[str, Any] | None = None,
+        queue: str = "default",
+        priority: int | str = 0,
+        delay: float | str | None = None,
+        at: float | None = None,
+        after: int | None = None,
+        on: str = "success",
+        retries: int | None = None,
+        timeout: float | str | None = None,
+        kind: str | None = None,
+        tags: dict[str, str] | None = None,
+        kernel: str | None = None,
+        output: str | Path | None = None,
+    ) -> Run:
+        """Validate and store a waiting run; InvalidInput (nothing stored) names the bad input."""
+        self.require("submit")
+        check_queue_name(queue)
+        prio = _priority(priority)
+        if on not in ON_VALUES:
+            raise InvalidInput(f"bad --on {on!r}: expected success, failure or finish")
+        if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 1):
+            raise InvalidInput(f"bad --after {after!r}: expected a run id")
+        if retries is None:
+            retries = self.settings.retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise InvalidInput(f"bad --retries {retries!r}: expected a whole number from 0 to 100")
+        timeout_s = parse_duration(timeout, "timeout") if timeout is not None else self.settings.timeout
+        not_before = None
+        if delay is not None and at is not None:
+            raise InvalidInput("give either a delay (--in) or a time (--at), not both")
+        if delay is not None:
+            not_before = time.time() + parse_duration(delay, "delay")
+        elif at is not None:
+            not_before = float(at)
+        info = read_notebook(notebook)
+        kernel_name = kernel or info.kernel
+        if not kernel_name:
+            raise InvalidInput(f"notebook {notebook}: names no kernel; pass --kernel NAME")
+        _check_kernel(kernel_name)
+        checked = check_parameters(info, parameters or {})
+        kind = kind if kind is not None else info.path.stem
+        if not _KIND.fullmatch(kind):
+            raise InvalidInput(f"bad kind {kind!r}: expected 1-64 of A-Z a-z 0-9 _ . -")
+        tags = _tags(tags or {})
+        output_copy = _output_path(output) if output is not None else None
+        fields = {
+            "notebook": str(info.path), "kind": kind, "queue": queue, "priority": prio,
+            "parameters": checked, "tags": tags, "max_attempts": retries + 1,
+            "timeout_s": timeout_s or None, "kernel": kernel_name, "output_copy": output_copy,
+            "not_before": not_before, "after_id": after, "after_on": on if after else None,
+        }
+        return self.store.insert(fields, by=self.user)
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, run_id: int, history: bool = False) -> Run:
+        run = self.store.get(_run_id(run_id))
+        if history:
+            run.history = self.store.history(run.id)
+        return run
+
+    def list(
+        self,
+        status: Sequence[str] | str | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Run]:
+        statuses = _statuses(status)
+        if limit < 0 or offset < 0:
+            raise InvalidInput("--limit and --offset must be >= 0")
+        return self.store.list(statuses, queue, kind, text, limit, offset)
+
+    def count(self, status: Sequence[str] | str | None = None, queue: str | None = None,
+              kind: str | None = None, text: str | None = None) -> int:
+        return self.store.count(_statuses(status), queue, kind, text)
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts(time.time())
+
+    def paused(self) -> dict[str, str]:
+        return self.store.paused()
+
+    def log_paths(self, run_id: int) -> list[Path]:
+        run_dir = self.runs_dir / str(self.get(run_id).id)
+        return [run_dir / "stdout.log", run_dir / "stderr.log"]
+
+    # -- changing -----------------------------------------------------------------
+
+    def cancel(self, run_id: int, force: bool = False, reason: str | None = None) -> Run:
+        from .cleanup import cancel
+
+        return cancel(self, _run_id(run_id), force, reason)
+
+    def delete(self, run_id: int) -> Run:
+        from .cleanup import delete
+
+        return delete(self, _run_id(run_id))
+
+    def retry(self, run_id: int) -> Run:
+        run = self.get(run_id)
+        self.require("retry")
+        return self.store.retry(run.id, self.user)
+
+    def reconcile(self) -> list[str]:
+        from .cleanup import reconcile
+
+        return reconcile(self)
+
+    def purge(self, older_than: float | str, statuses: Sequence[Status] | None = None) -> list[int]:
+        from .cleanup import purge
+
+        return purge(self, parse_duration(older_than, "--older-than"), statuses)
+
+    def pause(self, queue: str | None = None) -> None:
+        self.require("pause")
+        self.store.pause(check_queue_name(queue) if queue else "*", self.user)
+
+    def resume(self, queue: str | None = None) -> None:
+        self.require("pause")
+        self.store.resume(check_queue_name(queue) if queue else None)
+
+
+def _run_id(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"bad run id {value!r}")
+    try:
+        run_id = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"bad run id {str(value)[:40]!r}: expected a positive whole number") from None
+    if run_id < 1 or run_id > 2**63 - 1:
+        raise InvalidInput(f"bad run id {str(value)[:40]!r}: expected a positive whole number")
+    return run_id
+
+
+def _priority(value: int | str) -> int:
+    if isinstance(value, str):
+        if value in PRIORITIES:
+            return PRIORITIES[value]
+        try:
+            value = int(value)
+        except ValueError:
+            raise InvalidInput(f"bad priority {value!r}: expected high, normal, low or a whole number") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
+        raise InvalidInput(f"bad priority {value!r}: expected high, normal, low or -1000..1000")
+    return value
+
+
+def _statuses(status: Sequence[str] | str | None) -> list[str]:
+    if status is None:
+        return []
+    statuses = [status] if isinstance(status, str) else list(status)
+    for s in statuses:
+        if s not in Status._value2member_map_:
+            raise InvalidInput(f"bad status {s!r}: expected one of {', '.join(x.value for x in Status)}")
+    return statuses
+
+
+def _tags(tags: dict[str, Any]) -> dict[str, str]:
+    if not isinstance(tags, dict):
+        raise InvalidInput("tags must be a mapping of names to text")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InvalidInput(f"bad tag {str(key)[:40]!r}: expected KEY=VALUE text")
+    if sum(len(k) + len(v) for k, v in tags.items()) > MAX_TAG_BYTES:
+        raise InvalidInput(f"tags too large: more than {MAX_TAG_BYTES} characters")
+    return dict(tags)
+
+
+def _output_path(output: str | Path) -> str:
+    path = Path(output).expanduser().absolute()
+    if not path.parent.is_dir():
+        raise InvalidInput(f"bad OUTPUT {output}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise InvalidInput(f"bad OUTPUT {output}: is a folder")
+    return str(path)
+
+
+def _check_kernel(name: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise InvalidInput(f"unknown kernel {name!r}: see `jupyter kernelspec list`") from None

@@ -1,0 +1,317 @@
+"""The `runtool` command: each command gathers its options and makes one library call.
+
+Errors are one line on stderr, exit 1 for a refused request and 2 for invalid input.
+The library is imported inside the commands so that `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from . import format as fmt
+
+if TYPE_CHECKING:
+    from .api import RunQueue
+
+STATUSES = ("waiting", "processing", "succeeded", "failed", "cancelled")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"runtool: {message}", err=True)
+    sys.exit(code)
+
+
+def _queue(ctx: click.Context) -> RunQueue:
+    from .api import RunQueue
+
+    if ctx.obj is None:
+        ctx.obj = RunQueue(ctx.find_root().params.get("home"))
+        ctx.call_on_close(ctx.obj.close)
+    return ctx.obj
+
+
+def _dump(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), envvar="RUNTOOL_HOME",
+              help="Folder of the queue (default $RUNTOOL_HOME, else ~/.runtool).")
+@click.version_option(package_name="runtool", prog_name="runtool")
+def cli(home: str | None) -> None:
+    """Run parameterized Jupyter notebooks one at a time from a SQLite queue."""
+
+
+@cli.command()
+@click.argument("notebook")
+@click.argument("output", required=False)
+@click.option("-p", "--parameters", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A parameter; the value is typed as papermill does (int, float, bool, None, text).")
+@click.option("-y", "--parameters-yaml", "yaml_text", help="Parameters as YAML text.")
+@click.option("-f", "--parameters-file", "yaml_file", help="Parameters from a YAML file.")
+@click.option("--params-json", help="Parameters as a JSON object.")
+@click.option("--queue", default="default", show_default=True)
+@click.option("--priority", default="normal", show_default=True, help="high, normal, low or a number.")
+@click.option("--in", "delay", metavar="DUR", help="Start no earlier than this from now (90s, 5m, 2h, 1d).")
+@click.option("--at", "at", metavar="TIME", help="Start no earlier than this ISO 8601 time.")
+@click.option("--after", type=int, metavar="ID", help="Continue run ID: wait until it finishes.")
+@click.option("--on", default="success", show_default=True,
+              type=click.Choice(["success", "failure", "finish"]), help="When --after runs.")
+@click.option("--retries", type=int, help="Retries after a failure (default from runtool.toml: 3).")
+@click.option("--timeout", metavar="DUR", help="Longest a whole run may take.")
+@click.option("--kind", help="Kind of run (default: the notebook's file stem).")
+@click.option("-k", "--kernel", help="Jupyter kernel to run in (default: the notebook's own).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Metadata for the run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored record as JSON.")
+@click.pass_context
+def submit(ctx: click.Context, notebook: str, output: str | None, params: tuple[tuple[str, str], ...],
+           yaml_text: str | None, yaml_file: str | None, params_json: str | None, queue: str,
+           priority: str, delay: str | None, at: str | None, after: int | None, on: str,
+           retries: int | None, timeout: str | None, kind: str | None, kernel: str | None,
+           tags: tuple[str, ...], as_json: bool) -> None:
+    """Validate NOTEBOOK and its parameters and queue a run; prints its id."""
+    from .cliparams import gather_parameters, parse_tags
+    from .durations import parse_time
+
+    q = _queue(ctx)
+    parameters = gather_parameters(q.inspect(notebook), params, yaml_text, yaml_file, params_json)
+    run = q.submit(notebook, parameters, queue=queue, priority=priority, delay=delay,
+                   at=parse_time(at) if at else None, after=after, on=on, retries=retries,
+                   timeout=timeout, kind=kind, tags=parse_tags(tags), kernel=kernel, output=output)
+    if as_json:
+        _dump(run.to_dict())
+    else:
+        click.echo(run.id)
+
+
+def _worker_options(f: Any) -> Any:
+    f = click.option("--queue", "queues", multiple=True, help="Serve this queue (repeat, in order).")(f)
+    return click.option("--max-runs", type=click.IntRange(min=1), help="Stop after this many runs.")(f)
+
+
+@cli.command()
+@_worker_options
+@click.option("--poll", metavar="DUR", help="Longest idle wait between looks at the queue (default 1s).")
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], max_runs: int | None, poll: str | None) -> None:
+    """Execute runs one at a time until stopped (SIGINT/SIGTERM: finish the run, then stop)."""
+    from .worker import Limits, Worker, setup_logging
+
+    q, chosen = _queue(ctx), _check_queues(queues)
+    interval = _duration(poll, "--poll") if poll else None
+    setup_logging()
+    w = Worker(q, chosen, interval, Limits(max_runs=max_runs))
+    w.install_signal_handlers()
+    sys.exit(w.serve())
+
+
+@cli.command()
+@_worker_options
+@click.option("--max-time", metavar="DUR", help="Start no run after this much time.")
+@click.pass_context
+def drain(ctx: click.Context, queues: tuple[str, ...], max_runs: int | None, max_time: str | None) -> None:
+    """Execute runnable runs, then exit (for cron; exits at once if another process executes)."""
+    from .worker import Limits, Worker, setup_logging
+
+    q, chosen = _queue(ctx), _check_queues(queues)
+    limit = _duration(max_time, "--max-time") if max_time else None
+    setup_logging()
+    w = Worker(q, chosen, None, Limits(max_runs=max_runs, max_time=limit))
+    w.install_signal_handlers()
+    code, message = w.drain()
+    click.echo(f"runtool drain: {message}")
+    sys.exit(code)
+
+
+@cli.command("list")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES))
+@click.option("--queue")
+@click.option("--kind")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_runs(ctx: click.Context, statuses: tuple[str, ...], queue: str | None, kind: str | None,
+              limit: int, offset: int, as_json: bool) -> None:
+    """Runs, newest first."""
+    q = _queue(ctx)
+    runs = q.list(status=list(statuses), queue=queue, kind=kind, limit=limit, offset=offset)
+    if as_json:
+        _dump([r.to_dict() for r in runs])
+    else:
+        click.echo(fmt.table(runs, time.time(), q.paused()))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """One run: its record, history and files."""
+    q = _queue(ctx)
+    run = q.get(run_id, history=True)
+    if as_json:
+        _dump(run.to_dict(with_history=True))
+    else:
+        click.echo(fmt.details(run, time.time(), q.paused()))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--follow", is_flag=True, help="Keep printing until the run finishes.")
+@click.pass_context
+def logs(ctx: click.Context, run_id: str, follow: bool) -> None:
+    """The run's stdout and stderr logs."""
+    from .follow import follow_logs, print_logs
+
+    q = _queue(ctx)
+    if follow:
+        follow_logs(q, q.get(run_id).id, click.echo)
+    else:
+        print_logs(q, q.get(run_id).id, click.echo)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--force", is_flag=True, help="Admins: end a processing run and all its processes.")
+@click.option("--reason", help="Written into the run's history.")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, force: bool, reason: str | None) -> None:
+    """Cancel a waiting run (or, with --force, a processing one)."""
+    run = _queue(ctx).cancel(run_id, force=force, reason=reason)
+    click.echo(f"run {run.id}: cancelled")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.pass_context
+def delete(ctx: click.Context, run_id: str) -> None:
+    """Remove a waiting or finished run, its history and its folder."""
+    run = _queue(ctx).delete(run_id)
+    click.echo(f"run {run.id}: deleted")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.pass_context
+def retry(ctx: click.Context, run_id: str) -> None:
+    """Queue a failed or cancelled run again (same id, attempts reset)."""
+    run = _queue(ctx).retry(run_id)
+    click.echo(f"run {run.id}: {run.status.value}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reconcile(ctx: click.Context, as_json: bool) -> None:
+    """Repair runs left processing by a dead worker."""
+    changes = _queue(ctx).reconcile()
+    if as_json:
+        _dump(changes)
+    else:
+        for line in changes:
+            click.echo(line)
+
+
+@cli.command()
+@click.option("--older-than", required=True, metavar="DUR")
+@click.pass_context
+def purge(ctx: click.Context, older_than: str) -> None:
+    """Delete finished runs (and their folders) older than DUR."""
+    removed = _queue(ctx).purge(older_than)
+    click.echo(f"purged {len(removed)} run(s)" + (f": {', '.join(map(str, removed))}" if removed else ""))
+
+
+@cli.command()
+@click.argument("queue", required=False)
+@click.pass_context
+def pause(ctx: click.Context, queue: str | None) -> None:
+    """Stop workers claiming from QUEUE (default: every queue); submissions still accepted."""
+    _queue(ctx).pause(queue)
+    click.echo(f"paused {'queue ' + queue if queue else 'every queue'}")
+
+
+@cli.command()
+@click.argument("queue", required=False)
+@click.pass_context
+def resume(ctx: click.Context, queue: str | None) -> None:
+    """Let workers claim from QUEUE again (default: every queue)."""
+    _queue(ctx).resume(queue)
+    click.echo(f"resumed {'queue ' + queue if queue else 'every queue'}")
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8866, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--no-browser", is_flag=True)
+@click.pass_context
+def dashboard(ctx: click.Context, port: int, host: str, no_browser: bool) -> None:
+    """Serve the dashboard with Voila."""
+    from .serve import serve_dashboard
+
+    sys.exit(serve_dashboard(_queue(ctx).home, port=port, host=host, open_browser=not no_browser))
+
+
+@cli.command()
+@click.option("--no-dashboard", is_flag=True, help="Stop after the summary.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8866, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, no_dashboard: bool, port: int) -> None:
+    """Training run, detection run continuing it, summary, then the dashboard."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(_queue(ctx), click.echo, serve=not no_dashboard, port=port))
+
+
+def _check_queues(queues: tuple[str, ...]) -> list[str]:
+    from .config import check_queue_name
+
+    return [check_queue_name(q) for q in queues]
+
+
+def _duration(text: str, what: str) -> float:
+    from .durations import parse_duration
+
+    return parse_duration(text, what)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the command, turning every error into one line and an exit code."""
+    from .errors import RuntoolError
+
+    try:
+        cli.main(args=argv, prog_name="runtool", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            click.echo(exc.ctx.get_help(), err=True)  # `runtool` alone: help, as click does
+            sys.exit(2)
+        path = exc.ctx.command_path.split(" ", 1) if exc.ctx else []
+        command = f"{path[1]}: " if len(path) > 1 else ""
+        _fail(f"{command}{exc.format_message()}", 2)
+    except click.Abort:
+        _fail("aborted", 130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except RuntoolError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+    except Exception as exc:  # noqa: BLE001 - contract: one line, never a traceback
+        if os.environ.get("RUNTOOL_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set RUNTOOL_DEBUG=1 for details)", 1)
+    sys.exit(0)
+

@@ -1,0 +1,60 @@
+"""Turning the command line's parameter options into one mapping, as papermill's CLI does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import InvalidInput
+from .params import NotebookInfo, from_cli_text
+
+
+def gather_parameters(info: NotebookInfo, pairs: tuple[tuple[str, str], ...], yaml_text: str | None,
+                      yaml_file: str | None, params_json: str | None) -> dict[str, Any]:
+    """-f file, then -y YAML, then --params-json, then -p pairs (later ones win)."""
+    parameters: dict[str, Any] = {}
+    if yaml_file is not None:
+        try:
+            with open(yaml_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"bad -f {yaml_file}: cannot read: {exc}") from None
+        parameters.update(_yaml_mapping(text, f"-f {yaml_file}"))
+    if yaml_text is not None:
+        parameters.update(_yaml_mapping(yaml_text, "-y"))
+    if params_json is not None:
+        try:
+            value = json.loads(params_json)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInput(f"bad --params-json: not valid JSON ({str(exc)[:120]})") from None
+        if not isinstance(value, dict):
+            raise InvalidInput("bad --params-json: expected a JSON object")
+        parameters.update(value)
+    for name, text in pairs:
+        parameters[name] = from_cli_text(text, info.parameters.get(name))
+    return parameters
+
+
+def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        first = (str(exc).splitlines() or ["error"])[0]
+        raise InvalidInput(f"bad {where}: not valid YAML ({first})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"bad {where}: expected a mapping of names to values")
+    return value
+
+
+def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    result = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"bad --tag {tag!r}: expected KEY=VALUE")
+        result[key] = value
+    return result

@@ -1,0 +1,161 @@
+"""Defaults, the home folder, the current user and `runtool.toml`.
+
+Every setting has its default here, in one place; `runtool.toml` at the top of the home
+overrides them, and per-run flags override those.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .durations import parse_duration
+from .errors import ConfigError, InvalidInput
+
+QUEUE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+CONFIG_FILE = "runtool.toml"
+DB_FILE = "runtool.db"
+LOCK_FILE = "executor.lock"
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class Settings:
+    retries: int = 3
+    """Retries after a failed attempt (max_attempts = retries + 1)."""
+    retry_base_delay: float = 60.0
+    """Seconds before the first retry; doubled for each further attempt."""
+    poll: float = 1.0
+    """Longest time an idle worker goes without looking for runnable runs."""
+    timeout: float = 0.0
+    """Seconds a whole run may take; 0 means no limit."""
+    queues: tuple[str, ...] | None = None
+    """The worker's queue order when --queue is not given; None: all queues by priority."""
+    users: dict[str, str] = field(default_factory=dict)
+    """User name (or "*") -> role name."""
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Custom role name -> permissions."""
+    retention: dict[str, float] = field(default_factory=dict)
+    """Finished status -> seconds after which the worker purges such runs (off when empty)."""
+
+
+def check_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        raise InvalidInput(f"bad queue name {name!r}: expected 1-64 of a-z 0-9 _ -")
+    return name
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """--home, else $RUNTOOL_HOME, else ~/.runtool; created on first use."""
+    chosen = home or os.environ.get("RUNTOOL_HOME") or Path.home() / ".runtool"
+    path = Path(chosen).expanduser().absolute()
+    try:
+        (path / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"home {path}: cannot create: {exc.strerror}") from None
+    return path
+
+
+def current_user() -> str:
+    """$RUNTOOL_USER, else $JUPYTERHUB_USER, else the OS login."""
+    for var in ("RUNTOOL_USER", "JUPYTERHUB_USER"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def load_settings(home: Path) -> Settings:
+    """Settings of `home`, from its runtool.toml if there is one."""
+    path = home / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    return _settings_from(data, str(path))
+
+
+def _settings_from(data: dict[str, Any], path: str) -> Settings:
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "retries":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+                raise ConfigError(path, key, "expected a whole number from 0 to 100")
+            values[key] = value
+        elif key in ("retry_base_delay", "poll", "timeout"):
+            values[key] = _duration(path, key, value)
+            if key == "poll" and not 0.01 <= values[key] <= 3600:
+                raise ConfigError(path, key, "expected a duration from 0.01s to 1h")
+        elif key == "queues":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(path, key, "expected a non-empty list of queue names")
+            try:
+                values[key] = tuple(check_queue_name(q) for q in value)
+            except InvalidInput as exc:
+                raise ConfigError(path, key, str(exc)) from None
+        elif key == "users":
+            values[key] = _string_table(path, key, value)
+        elif key == "roles":
+            values[key] = _roles(path, value)
+        elif key == "retention":
+            values[key] = _retention(path, value)
+        else:
+            raise ConfigError(path, key, "unknown setting")
+    settings = Settings(**values)
+    from .permissions import check_roles  # late: permissions imports this module
+
+    check_roles(settings, path)
+    return settings
+
+
+def _duration(path: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(path, key, "expected a duration such as 90s, 5m, 2h")
+    try:
+        return parse_duration(value, key)
+    except InvalidInput as exc:
+        raise ConfigError(path, key, str(exc)) from None
+
+
+def _string_table(path: str, key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, key, "expected a table")
+    for name, role in value.items():
+        if not isinstance(role, str):
+            raise ConfigError(path, f"{key}.{name}", "expected a role name")
+    return dict(value)
+
+
+def _roles(path: str, value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, "roles", "expected a table")
+    roles = {}
+    for name, perms in value.items():
+        if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
+            raise ConfigError(path, f"roles.{name}", "expected a list of permissions")
+        roles[name] = tuple(perms)
+    return roles
+
+
+def _retention(path: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, "retention", "expected a table")
+    result = {}
+    for status, age in value.items():
+        if status not in ("succeeded", "failed", "cancelled"):
+            raise ConfigError(path, f"retention.{status}", "expected succeeded, failed or cancelled")
+        result[status] = _duration(path, f"retention.{status}", age)
+    return result

@@ -1,0 +1,91 @@
+"""Plain-text views of runs for the command line (no kernel or widgets needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .durations import iso
+from .models import Run
+
+
+def short_params(parameters: dict[str, Any], limit: int = 40) -> str:
+    text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in parameters.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 60:
+        return f"{value:.1f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def when(ts: float | None) -> str:
+    text = iso(ts)
+    return text[:19].replace("T", " ") if text else ""
+
+
+def label(run: Run, now: float, paused: dict[str, str]) -> str:
+    text = run.label(now)
+    if run.status.value == "waiting" and (run.queue in paused or "*" in paused):
+        text += " (paused)"
+    return text
+
+
+def progress(run: Run) -> str:
+    if run.status.value == "processing" and run.progress_total:
+        return f"{run.progress_done or 0}/{run.progress_total}"
+    return ""
+
+
+def table(runs: list[Run], now: float, paused: dict[str, str]) -> str:
+    header = ("ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "PARAMETERS")
+    rows = [header] + [
+        (str(r.id), label(r, now, paused), r.kind, r.queue, when(r.created_at), seconds(r.duration),
+         progress(r), r.submitted_by, short_params(r.parameters))
+        for r in runs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return "\n".join(line.rstrip() for line in lines) if runs else "no runs"
+
+
+def details(run: Run, now: float, paused: dict[str, str]) -> str:
+    lines = [
+        f"run {run.id}: {label(run, now, paused)}",
+        f"  notebook    {run.notebook}",
+        f"  kind        {run.kind}    queue {run.queue}    priority {run.priority}",
+        f"  parameters  {json.dumps(run.parameters, ensure_ascii=False)}",
+    ]
+    if run.tags:
+        lines.append(f"  tags        {json.dumps(run.tags, ensure_ascii=False)}")
+    lines.append(f"  attempt     {run.attempt} of {run.max_attempts}"
+                 + (f"    timeout {seconds(run.timeout_s)}" if run.timeout_s else ""))
+    if run.after is not None:
+        lines.append(f"  after       run {run.after} (on {run.after_on})")
+    lines.append(f"  submitted   {when(run.created_at)} by {run.submitted_by}")
+    if run.not_before:
+        lines.append(f"  not before  {when(run.not_before)}")
+    if run.started_at:
+        lines.append(f"  started     {when(run.started_at)} by {run.worker}")
+    if run.finished_at:
+        lines.append(f"  finished    {when(run.finished_at)} ({seconds(run.duration)})")
+    if progress(run):
+        lines.append(f"  progress    cells {progress(run)}")
+    if run.error:
+        cell = f" (cell {run.error['cell']})" if run.error.get("cell") else ""
+        lines.append(f"  error       {run.error['type']}: {run.error['message']}{cell}")
+    lines.append("history:")
+    for h in run.history:
+        reason = f"  {h['reason']}" if h["reason"] else ""
+        lines.append(f"  {h['at'][:19].replace('T', ' ')}  {h['status']:<10} by {h['by']}{reason}")
+    lines.append(f"files in {run.run_dir}:")
+    folder = Path(run.run_dir)
+    files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    lines.extend(f"  {name}" for name in files) if files else lines.append("  (none yet)")
+    return "\n".join(lines)

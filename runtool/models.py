@@ -1,0 +1,119 @@
+"""Statuses, their allowed changes, and the run record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .durations import iso
+
+
+class Status(str, Enum):
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Every allowed status change; anything else raises IllegalTransition.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.WAITING: frozenset({Status.PROCESSING, Status.CANCELLED}),
+    Status.PROCESSING: frozenset({Status.SUCCEEDED, Status.WAITING, Status.FAILED, Status.CANCELLED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset({Status.WAITING}),
+    Status.CANCELLED: frozenset({Status.WAITING}),
+}
+FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+#: Labels the dashboard and `list` show for waiting runs, besides the stored statuses.
+LABELS = ("waiting", "scheduled", "awaiting", "retrying", "processing", "succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Run:
+    id: int
+    notebook: str
+    kind: str
+    queue: str
+    priority: int
+    status: Status
+    parameters: dict[str, Any]
+    tags: dict[str, str]
+    attempt: int
+    max_attempts: int
+    timeout_s: float | None
+    kernel: str | None
+    output_copy: str | None
+    created_at: float
+    not_before: float | None
+    started_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+    after: int | None
+    after_on: str | None
+    ready: bool
+    submitted_by: str
+    worker: str | None
+    worker_pid: int | None
+    worker_ctime: float | None
+    runner_pid: int | None
+    runner_ctime: float | None
+    kernel_pid: int | None
+    kernel_ctime: float | None
+    progress_done: int | None
+    progress_total: int | None
+    error: dict[str, Any] | None
+    run_dir: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def label(self, now: float) -> str:
+        """The status as people see it: waiting runs read scheduled, awaiting or retrying."""
+        if self.status is not Status.WAITING:
+            return self.status.value
+        if not self.ready:
+            return "awaiting"
+        if self.not_before is not None and self.not_before > now:
+            return "retrying" if self.attempt > 0 else "scheduled"
+        return "retrying" if self.attempt > 0 else "waiting"
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish of the last attempt; None while unfinished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+    @property
+    def output_path(self) -> str:
+        return f"{self.run_dir}/output.ipynb"
+
+    def to_dict(self, with_history: bool = False) -> dict[str, Any]:
+        """The record as `--json` and the Python API show it (DESIGN.md section 3)."""
+        progress = None
+        if self.progress_total is not None:
+            progress = {"done": self.progress_done or 0, "total": self.progress_total}
+        record = {
+            "id": self.id, "notebook": self.notebook, "kind": self.kind, "queue": self.queue,
+            "priority": self.priority, "status": self.status.value,
+            "parameters": self.parameters, "tags": self.tags,
+            "attempt": self.attempt, "max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
+            "kernel": self.kernel,
+            "created_at": iso(self.created_at), "not_before": iso(self.not_before),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+            "after": self.after, "after_on": self.after_on,
+            "submitted_by": self.submitted_by, "worker": self.worker, "progress": progress,
+            "run_dir": self.run_dir, "output_path": self.output_path, "error": self.error,
+        }
+        if with_history:
+            record["history"] = self.history
+        return record
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,267 @@
+"""The worker and drain loops: claim one runnable run at a time and execute it.
+
+Claims happen only while holding the executor lock, and the forked runner inherits the
+lock, so at most one run executes per home however many workers and drains share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import psutil
+
+from . import cleanup, outcomes, runner
+from .api import RunQueue
+from .errors import RunNotFound
+from .models import Run, Status
+from .params import RUNTIME_PARAMETERS, read_notebook
+from .processes import end_run
+
+log = logging.getLogger("runtool.worker")
+HEARTBEAT_S = 5.0
+#: How often an idle worker checks whether another process committed (a submission).
+WAKE_CHECK_S = 0.1
+RETENTION_EVERY_S = 3600.0
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s runtool[{os.getpid()}] %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+@dataclass
+class Limits:
+    max_runs: int | None = None
+    max_time: float | None = None
+
+
+class Worker:
+    def __init__(self, q: RunQueue, queues: Sequence[str] = (), poll: float | None = None,
+                 limits: Limits | None = None) -> None:
+        self.q = q
+        self.queues = list(queues) or list(q.settings.queues or [])
+        self.poll = poll if poll is not None else q.settings.poll
+        self.limits = limits or Limits()
+        self.name = f"{os.uname().nodename}:{os.getpid()}"
+        self.ctime = psutil.Process().create_time()
+        self.signals = 0
+        self.executed = 0
+        self.started = time.monotonic()
+        self._last_retention = 0.0
+
+    # -- signals ------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            log.info("%s: finishing the current run, then stopping (again to stop now)",
+                     signal.Signals(signum).name)
+
+    @property
+    def stopping(self) -> bool:
+        return self.signals > 0
+
+    def _limits_reached(self) -> bool:
+        if self.limits.max_runs is not None and self.executed >= self.limits.max_runs:
+            return True
+        return self.limits.max_time is not None and time.monotonic() - self.started >= self.limits.max_time
+
+    # -- loops --------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """The `worker` command: run until told to stop; 0 on a graceful stop."""
+        self._reconcile()
+        log.info("worker %s serving %s", self.name, ", ".join(self.queues) or "all queues")
+        while not self.stopping and not self._limits_reached():
+            self._apply_retention()
+            if self._execute_next() is None:
+                self._sleep_until_work()
+            if self.signals > 1:
+                return 1
+        log.info("worker %s stopped after %d run(s)", self.name, self.executed)
+        return 0
+
+    def drain(self) -> tuple[int, str]:
+        """The `drain` command: execute runnable runs until none is runnable now."""
+        self._reconcile()
+        if not self.q.lock.try_acquire(f"{self.name} drain"):
+            holder = self.q.store.executing_elsewhere()
+            what = f"run {holder.id}" if holder else "a run"
+            return 0, f"another process is executing {what} in {self.q.home}; not starting"
+        try:
+            while not self.stopping and not self._limits_reached():
+                if self._execute_next() is None:
+                    break
+                if self.signals > 1:
+                    return 1, "stopped by a second signal"
+        finally:
+            self.q.lock.release()
+        return 0, f"executed {self.executed} run(s)"
+
+    def _reconcile(self) -> None:
+        for line in self.q.reconcile():
+            log.info("%s", line)
+
+    def _apply_retention(self) -> None:
+        if self.q.settings.retention and time.monotonic() - self._last_retention > RETENTION_EVERY_S:
+            self._last_retention = time.monotonic()
+            removed = cleanup.apply_retention(self.q)
+            if removed:
+                log.info("retention purged %d run(s)", len(removed))
+
+    def _sleep_until_work(self) -> None:
+        """Sleep up to `poll`, waking early for a commit by another process or a due run."""
+        now = time.time()
+        due = self.q.store.next_due(now)
+        until = now + self.poll if due is None else min(now + self.poll, due)
+        version = self.q.store.data_version()
+        while not self.stopping and time.time() < until:
+            time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.time())))
+            if self.q.store.data_version() != version:
+                return
+
+    def _execute_next(self) -> Run | None:
+        """Claim and execute one run; None if nothing is runnable now (or another executes)."""
+        held_before = self.q.lock.held
+        if not self.q.store.has_runnable(self.queues, time.time()):
+            return None
+        if not held_before and not self.q.lock.try_acquire(f"{self.name} worker"):
+            return None
+        try:
+            run = self.q.store.claim(self.queues, self.name, os.getpid(), self.ctime)
+            if run is None:
+                return None
+            self.q.lock.note(f"{self.name} run {run.id}")
+            self._execute(run)
+            self.executed += 1
+            return run
+        finally:
+            if not held_before:
+                self.q.lock.release()
+
+    # -- one run ------------------------------------------------------------------
+
+    def _execute(self, run: Run) -> None:
+        log.info("run %d: claimed (%s, attempt %d of %d)", run.id, run.kind, run.attempt, run.max_attempts)
+        began = time.monotonic()
+        try:
+            parameters = self._parameters(run)
+        except Exception as exc:  # the notebook vanished or changed since submit
+            error = runner.error_from(exc)
+            outcomes.fail_attempt(self.q, run, error, self.name, f"could not start: {error['message']}")
+            log.info("run %d: could not start: %s", run.id, error["message"])
+            return
+        child = runner.start(run, parameters, run.kernel)
+        self.q.store.record_processes(run.id, run.attempt, (child.pid, child.ctime), None)
+        verdict, status = self._watch(run, child)
+        child.read_reports()
+        child.close()
+        end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=1.0)
+        elapsed = time.monotonic() - began
+        self._record(run, child, status, verdict, elapsed)
+
+    def _parameters(self, run: Run) -> dict[str, Any]:
+        declared = read_notebook(run.notebook).parameters
+        values = dict(run.parameters)
+        runtime = {"run_id": run.id, "run_dir": run.run_dir}
+        if run.after is not None:
+            runtime.update(parent_run_id=run.after, parent_run_dir=str(self.q.runs_dir / str(run.after)))
+        for name in RUNTIME_PARAMETERS:
+            if name in declared and name in runtime:
+                values[name] = runtime[name]
+        return values
+
+    def _watch(self, run: Run, child: runner.Child) -> tuple[str, int | None]:
+        """Wait for the runner to end; returns the verdict and its exit code.
+
+        The verdict is 'exited', 'timeout', 'stopped' (second signal) or 'cancelled'.
+        """
+        deadline = time.monotonic() + run.timeout_s if run.timeout_s else None
+        next_beat = time.monotonic() + HEARTBEAT_S
+        verdict = "exited"
+        while True:
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:  # already reaped while its processes were ended
+                return verdict, None
+            if pid:
+                return verdict, os.waitstatus_to_exitcode(status)
+            if verdict != "exited":  # ended by us: wait for the runner to be gone
+                time.sleep(0.05)
+                continue
+            select.select([child.reports], [], [], 0.05)
+            child.read_reports()
+            if "kernel" in child.news:
+                self.q.store.record_processes(run.id, run.attempt, None, child.kernel)
+            if "progress" in child.news or time.monotonic() >= next_beat:
+                self.q.store.heartbeat(run.id, run.attempt, child.progress)
+                next_beat = time.monotonic() + HEARTBEAT_S
+                if self._cancelled_elsewhere(run):
+                    verdict = "cancelled"
+            child.news.clear()
+            if deadline is not None and time.monotonic() >= deadline:
+                verdict = "timeout"
+            if self.signals > 1:
+                verdict = "stopped"
+            if verdict != "exited":
+                self._end(run, child)
+
+    def _cancelled_elsewhere(self, run: Run) -> bool:
+        try:
+            current = self.q.store.get(run.id)
+        except RunNotFound:
+            return True
+        return current.status is not Status.PROCESSING or current.attempt != run.attempt
+
+    def _end(self, run: Run, child: runner.Child) -> None:
+        end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=2.0)
+
+    def _record(self, run: Run, child: runner.Child, status: int | None, verdict: str, elapsed: float) -> None:
+        q, by = self.q, self.name
+        if verdict == "stopped":
+            q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by,
+                               "worker stopped by a second signal; attempt not counted",
+                               "requeue", sets={"attempt": run.attempt - 1}, attempt=run.attempt)
+            log.info("run %d: stopped after %.1f s, back to waiting", run.id, elapsed)
+            return
+        if verdict == "cancelled":
+            log.info("run %d: cancelled while running (%.1f s)", run.id, elapsed)
+            return
+        if verdict == "timeout":
+            error = {"type": "Timeout", "message": f"run exceeded its timeout of {run.timeout_s:g} s",
+                     "cell": child.progress[0] + 1 if child.progress else None, "traceback": ""}
+        elif status == 0 and child.error is None:
+            done = outcomes.succeed(q, run, by, f"finished in {elapsed:.1f} s")
+            log.info("run %d: succeeded in %.1f s%s", run.id, elapsed, "" if done else " (already cancelled)")
+            return
+        else:
+            error = child.error or _runner_died(status, child.progress)
+        result = outcomes.fail_attempt(q, run, error, by, f"{error['type']}: {error['message']}")
+        outcome = result.status.value if result else "already changed"
+        if result is not None and result.status is Status.WAITING:
+            outcome = "waiting for retry"
+        log.info("run %d: failed in %.1f s (%s: %s) -> %s", run.id, elapsed, error["type"],
+                 error["message"][:200], outcome)
+
+
+def _runner_died(status: int | None, progress: tuple[int, int] | None) -> dict[str, Any]:
+    where = f" during cell {progress[0] + 1} of {progress[1]}" if progress else ""
+    how = f"killed by signal {-status}" if status is not None and status < 0 else f"exited with {status}"
+    return {"type": "RunnerDied", "message": f"runner {how}{where}",
+            "cell": progress[0] + 1 if progress else None, "traceback": ""}
