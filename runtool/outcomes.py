@@ -31,20 +31,22 @@ def succeed(q: RunQueue, run: Run, by: str, reason: str) -> Run | None:
 def fail_attempt(q: RunQueue, run: Run, error: dict[str, Any], by: str, reason: str,
                  retry: bool = True) -> Run | None:
     """Failed for good, or back to waiting after the backoff if attempts are left."""
-    write_error_file(Path(run.run_dir), error)
     try:
         if retry and run.attempt < run.max_attempts:
             delay = q.settings.retry_base_delay * 2 ** (run.attempt - 1)
             again = f"{reason}; retry {run.attempt} of {run.max_attempts - 1} in {delay:g} s"
-            return q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by, again,
-                                      "record failure", error=error,
-                                      sets={"not_before": time.time() + delay}, attempt=run.attempt)
-        failed = q.store.transition(run.id, [Status.PROCESSING], Status.FAILED, by, reason,
-                                    "record failure", error=error, attempt=run.attempt)
+            result = q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by, again,
+                                        "record failure", error=error,
+                                        sets={"not_before": time.time() + delay}, attempt=run.attempt)
+        else:
+            result = q.store.transition(run.id, [Status.PROCESSING], Status.FAILED, by, reason,
+                                        "record failure", error=error, attempt=run.attempt)
     except IllegalTransition:
-        return None
-    copy_output(failed)
-    return failed
+        return None  # cancelled (or repaired) while it ran: that decision stands
+    write_error_file(Path(run.run_dir), error)
+    if result.status is Status.FAILED:
+        copy_output(result)
+    return result
 
 
 def write_error_file(run_dir: Path, error: dict[str, Any]) -> None:

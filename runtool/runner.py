@@ -159,6 +159,9 @@ def _runner_main(run: Run, parameters: dict[str, Any], kernel: str | None, repor
         log = os.open(run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, fd)
         os.close(log)
+    # Fresh streams on the log files: the inherited ones may be a host's in-memory capture.
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     try:
         papermill.execute_notebook(
             run.notebook,

@@ -159,6 +159,7 @@ class Worker:
 
     def _execute(self, run: Run) -> None:
         log.info("run %d: claimed (%s, attempt %d of %d)", run.id, run.kind, run.attempt, run.max_attempts)
+        _crash_point("claimed")
         began = time.monotonic()
         try:
             parameters = self._parameters(run)
@@ -174,6 +175,7 @@ class Worker:
         child.close()
         end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=1.0)
         elapsed = time.monotonic() - began
+        _crash_point("executed")
         self._record(run, child, status, verdict, elapsed)
 
     def _parameters(self, run: Run) -> dict[str, Any]:
@@ -253,11 +255,17 @@ class Worker:
         else:
             error = child.error or _runner_died(status, child.progress)
         result = outcomes.fail_attempt(q, run, error, by, f"{error['type']}: {error['message']}")
-        outcome = result.status.value if result else "already changed"
+        outcome = result.status.value if result else "not recorded: the run was cancelled meanwhile"
         if result is not None and result.status is Status.WAITING:
             outcome = "waiting for retry"
         log.info("run %d: failed in %.1f s (%s: %s) -> %s", run.id, elapsed, error["type"],
                  error["message"][:200], outcome)
+
+
+def _crash_point(name: str) -> None:
+    """Fault tests only: die here with SIGKILL when RUNTOOL_TEST_CRASH_AT names this point."""
+    if os.environ.get("RUNTOOL_TEST_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _runner_died(status: int | None, progress: tuple[int, int] | None) -> dict[str, Any]:
