@@ -15,16 +15,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import cleanup, outcomes, runner
+from . import cleanup, outcomes
 from .api import RunQueue
 from .errors import RunNotFound
 from .models import Run, Status
 from .params import RUNTIME_PARAMETERS, read_notebook
 from .processes import end_run
+
+if TYPE_CHECKING:
+    from . import runner
 
 log = logging.getLogger("runtool.worker")
 HEARTBEAT_S = 5.0
@@ -84,8 +87,13 @@ class Worker:
 
     # -- loops --------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Import papermill once, here, instead of once per run (~1-3 s each time)."""
+        from . import runner  # noqa: F401
+
     def serve(self) -> int:
         """The `worker` command: run until told to stop; 0 on a graceful stop."""
+        self.warm_up()
         self._reconcile()
         log.info("worker %s serving %s", self.name, ", ".join(self.queues) or "all queues")
         while not self.stopping and not self._limits_reached():
@@ -100,6 +108,9 @@ class Worker:
     def drain(self) -> tuple[int, str]:
         """The `drain` command: execute runnable runs until none is runnable now."""
         self._reconcile()
+        if not self.q.store.has_runnable(self.queues, time.time()):
+            return 0, "executed 0 run(s)"
+        self.warm_up()
         if not self.q.lock.try_acquire(f"{self.name} drain"):
             holder = self.q.store.executing_elsewhere()
             what = f"run {holder.id}" if holder else "a run"
@@ -158,6 +169,8 @@ class Worker:
     # -- one run ------------------------------------------------------------------
 
     def _execute(self, run: Run) -> None:
+        from . import runner
+
         log.info("run %d: claimed (%s, attempt %d of %d)", run.id, run.kind, run.attempt, run.max_attempts)
         _crash_point("claimed")
         began = time.monotonic()

@@ -1,0 +1,329 @@
+"""What the dashboard shows, as plain data and HTML text (testable without a kernel or browser).
+
+The widgets in `widgets.py` only place these strings and views; every rule about what a
+row says or which action a run offers lives here, next to `format.py` whose helpers it reuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Mapping
+from html import escape
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import format as fmt
+from .models import FINISHED, Run, Status
+
+#: Counts shown at the top, in this order; awaiting and retrying only when there are any.
+COUNT_LABELS = ("waiting", "scheduled", "awaiting", "retrying", "processing", "succeeded",
+                "failed", "cancelled")
+ALWAYS_COUNTED = ("waiting", "scheduled", "processing", "succeeded", "failed", "cancelled")
+#: Every action a run may offer, in the order the buttons appear.
+ACTIONS = ("cancel", "delete", "retry", "force-cancel")
+IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".svg": "svg+xml"}
+MAX_IMAGES = 6
+MAX_IMAGE_BYTES = 8_000_000
+TAIL_LINES = 40
+TAIL_BYTES = 64_000
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class RowView(NamedTuple):
+    """One table row, as shown; rows are redrawn only when this changes."""
+
+    id: int
+    kind: str
+    parameters: str
+    parameters_full: str
+    label: str  # e.g. "waiting", "scheduled", "waiting (paused)"
+    style: str  # the plain label, naming the badge's colour
+    progress: tuple[int, int] | None
+    submitted_by: str
+    created: str
+    duration: str
+    error_line: str
+
+
+def row_view(run: Run, now: float, paused: Mapping[str, str]) -> RowView:
+    """The row of `run` at time `now`: label, cells done/total while processing, error line."""
+    progress = None
+    if run.status is Status.PROCESSING and run.progress_total:
+        progress = (run.progress_done or 0, run.progress_total)
+    if run.status is Status.PROCESSING and run.started_at is not None:
+        duration = fmt.seconds(max(0.0, now - run.started_at))
+    else:
+        duration = fmt.seconds(run.duration)
+    style = run.label(now)
+    return RowView(
+        id=run.id, kind=run.kind, parameters=fmt.short_params(run.parameters, 48),
+        parameters_full=json.dumps(run.parameters, ensure_ascii=False)[:2000],
+        label=fmt.label(run, now, dict(paused)), style=style, progress=progress,
+        submitted_by=run.submitted_by, created=fmt.when(run.created_at), duration=duration,
+        error_line=error_line(run) if style in ("failed", "retrying") else "",
+    )
+
+
+def error_line(run: Run) -> str:
+    """`Type: first line of the message`, or "" when the run has no error."""
+    if not run.error:
+        return ""
+    message = str(run.error.get("message") or "").strip().splitlines()
+    first = f"{run.error.get('type') or 'Error'}: {message[0] if message else ''}".rstrip(": ")
+    return first[:300]
+
+
+def actions_for(run: Run, can: Callable[[str, str | None], bool]) -> tuple[str, ...]:
+    """The actions offered for `run`, given its status and `can(permission, kind)`."""
+    offered = []
+    if run.status is Status.WAITING and can("cancel", None):
+        offered.append("cancel")
+    if (run.status is Status.WAITING or run.status in FINISHED) and can("delete", run.kind):
+        offered.append("delete")
+    if run.status in (Status.FAILED, Status.CANCELLED) and can("retry", None):
+        offered.append("retry")
+    if run.status is Status.PROCESSING and can("force-cancel", None):
+        offered.append("force-cancel")
+    return tuple(offered)
+
+
+# -- HTML of the runs page --------------------------------------------------------------
+
+def counts_html(counts: Mapping[str, int], paused: Mapping[str, str]) -> str:
+    """Badges with the number of runs per label, then which queues are paused."""
+    parts = [
+        f'<span class="rt-count rt-st-{name}" data-status="{name}">{name} <b>{counts.get(name, 0):,}</b></span>'
+        for name in COUNT_LABELS
+        if name in ALWAYS_COUNTED or counts.get(name, 0)
+    ]
+    if paused:
+        parts.append(f'<span class="rt-paused">&#9208; {escape(paused_text(paused))}</span>')
+    return '<div class="rt-counts">' + "".join(parts) + "</div>"
+
+
+def paused_text(paused: Mapping[str, str]) -> str:
+    if "*" in paused:
+        return f"every queue paused by {paused['*']}"
+    names = ", ".join(f"{queue} (by {by})" for queue, by in sorted(paused.items()))
+    return f"paused: {names}"
+
+
+def header_html() -> str:
+    cells = [("kind", "kind"), ("params", "parameters"), ("status", "status"), ("prog", "progress"),
+             ("by", "submitted by"), ("created", "created (UTC)"), ("dur", "duration")]
+    return '<div class="rt-cells rt-head">' + "".join(
+        f'<span class="rt-c rt-{cls}">{title}</span>' for cls, title in cells) + "</div>"
+
+
+def row_html(view: RowView) -> str:
+    progress = ""
+    if view.progress is not None:
+        done, total = view.progress
+        progress = (f'<progress value="{done}" max="{total}"></progress>'
+                    f'<span class="rt-cellcount">{done}/{total}</span>')
+    line = (
+        f'<div class="rt-cells" data-run="{view.id}">'
+        f'<span class="rt-c rt-kind">{escape(view.kind)}</span>'
+        f'<span class="rt-c rt-params" title="{escape(view.parameters_full)}">{escape(view.parameters)}</span>'
+        f'<span class="rt-c rt-status"><span class="rt-badge rt-st-{view.style}">{escape(view.label)}</span></span>'
+        f'<span class="rt-c rt-prog">{progress}</span>'
+        f'<span class="rt-c rt-by">{escape(view.submitted_by)}</span>'
+        f'<span class="rt-c rt-created">{view.created}</span>'
+        f'<span class="rt-c rt-dur">{view.duration}</span>'
+        "</div>"
+    )
+    if view.error_line:
+        line += f'<div class="rt-errline" title="{escape(view.error_line)}">{escape(view.error_line)}</div>'
+    return line
+
+
+def pager_text(offset: int, shown: int, total: int) -> str:
+    if total == 0:
+        return "no runs match"
+    return f"{offset + 1:,}–{offset + shown:,} of {total:,}"
+
+
+# -- HTML of the detail pane -------------------------------------------------------------
+
+def title_html(run: Run, now: float, paused: Mapping[str, str]) -> str:
+    label = fmt.label(run, now, dict(paused))
+    return (f'<div class="rt-title">Run {run.id} · {escape(run.kind)} '
+            f'<span class="rt-badge rt-st-{run.label(now)}">{escape(label)}</span></div>')
+
+
+def info_html(run: Run) -> str:
+    rows = [
+        ("notebook", escape(run.notebook)),
+        ("queue", f"{escape(run.queue)} · priority {run.priority}"),
+        ("attempt", f"{run.attempt} of {run.max_attempts}"
+         + (f" · timeout {fmt.seconds(run.timeout_s)}" if run.timeout_s else "")),
+        ("submitted", f"{fmt.when(run.created_at)} by {escape(run.submitted_by)}"),
+    ]
+    if run.after is not None:
+        rows.append(("after", f"run {run.after} (on {run.after_on})"))
+    if run.not_before:
+        rows.append(("not before", fmt.when(run.not_before)))
+    if run.started_at:
+        rows.append(("started", f"{fmt.when(run.started_at)} by {escape(run.worker or '')}"))
+    if run.finished_at:
+        rows.append(("finished", f"{fmt.when(run.finished_at)} ({fmt.seconds(run.duration)})"))
+    if run.status is Status.PROCESSING and run.progress_total:
+        rows.append(("progress", f"cells {fmt.progress(run)}"))
+    rows.append(("parameters", _json_block(run.parameters)))
+    rows.append(("tags", _json_block(run.tags) if run.tags else "none"))
+    return '<table class="rt-info">' + "".join(
+        f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows) + "</table>"
+
+
+def _json_block(value: Any) -> str:
+    return f'<pre class="rt-json">{escape(json.dumps(value, indent=1, ensure_ascii=False))}</pre>'
+
+
+def history_html(history: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr><td>{escape(str(h["at"])[:19].replace("T", " "))}</td>'
+        f'<td><span class="rt-badge rt-st-{escape(h["status"])}">{escape(h["status"])}</span></td>'
+        f'<td>{escape(h["by"])}</td><td>{escape(h["reason"] or "")}</td></tr>'
+        for h in history
+    )
+    return ('<table class="rt-history"><tr><th>at (UTC)</th><th>status</th><th>by</th>'
+            f"<th>reason</th></tr>{rows}</table>")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def error_html(error: Mapping[str, Any] | None) -> str:
+    if not error:
+        return ""
+    cell = f" in cell {error['cell']}" if error.get("cell") else ""
+    head = f"{error.get('type') or 'Error'}{cell}: {error.get('message') or ''}"
+    trace = strip_ansi(str(error.get("traceback") or "")).strip()
+    return (f'<div class="rt-error"><b>{escape(head)}</b>'
+            + (f"<pre>{escape(trace)}</pre>" if trace else "") + "</div>")
+
+
+def tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
+    """The last `lines` lines of a text file ("" if it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = strip_ansi(data.decode("utf-8", errors="replace"))
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def logs_html(paths: list[Path]) -> str:
+    parts = []
+    for path in paths:
+        text = tail(path)
+        parts.append(f'<div class="rt-logname">{escape(path.name)}</div>'
+                     f'<pre class="rt-log">{escape(text) if text else "(empty)"}</pre>')
+    return "".join(parts)
+
+
+def image_files(run_dir: str | Path) -> list[Path]:
+    """Images the run wrote into its folder (the detection preview, plots), oldest name first."""
+    folder = Path(run_dir)
+    try:
+        found = sorted(p for p in folder.iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.is_symlink())
+    except OSError:
+        return []
+    return [p for p in found if p.stat().st_size <= MAX_IMAGE_BYTES][:MAX_IMAGES]
+
+
+def files_html(run: Run, files_url: str | None, max_inline_bytes: int = 5_000_000) -> str:
+    """Links to download the output notebook (and other files) of the run's folder.
+
+    Served by `runtool dashboard`, files are links into Voila's file handler; inside
+    JupyterLab there is no such URL, so the output notebook is embedded as a data link.
+    """
+    folder = Path(run.run_dir)
+    try:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+    except OSError:
+        files = []
+    if not files:
+        return '<div class="rt-files">no files yet</div>'
+    links = []
+    for path in files:
+        name = escape(path.name)
+        download = f"run-{run.id}-{name}"
+        if files_url:
+            href = f"{files_url}runs/{run.id}/{name}"
+            links.append(f'<a href="{href}" download="{download}" target="_blank">{name}</a>')
+        elif (path.name == "output.ipynb" and run.status in FINISHED
+              and path.stat().st_size <= max_inline_bytes):
+            data = base64.b64encode(path.read_bytes()).decode()
+            links.append(f'<a href="data:application/x-ipynb+json;base64,{data}" download="{download}">'
+                         f"{name}</a>")
+        else:
+            links.append(f'<span title="{escape(str(path))}">{name}</span>')
+    return f'<div class="rt-files">files in {escape(str(folder))}: ' + " · ".join(links) + "</div>"
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    """A one-line note in the page: kind is info, ok or error (a refused action)."""
+    return f'<div class="rt-msg rt-msg-{kind}">{escape(text)}</div>' if text else ""
+
+
+STYLE = """<style>
+.rt-dash { font-size: 13px; }
+.rt-dash .widget-html-content { line-height: 1.4; }
+.rt-titlebar { font-size: 18px; font-weight: 600; }
+.rt-sub { color: #666; font-size: 12px; font-weight: normal; margin-left: 10px; }
+.rt-counts { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 4px 0; }
+.rt-count { padding: 3px 10px; border-radius: 12px; color: #fff; }
+.rt-paused { padding: 3px 10px; border-radius: 12px; background: #fff3cd; color: #7a5a00;
+  border: 1px solid #e0c36b; font-weight: 600; }
+.rt-cells { display: flex; align-items: center; white-space: nowrap; min-height: 26px; }
+.rt-head { font-weight: 600; color: #555; border-bottom: 2px solid #ccc; }
+.rt-c { display: inline-block; overflow: hidden; text-overflow: ellipsis; padding: 0 6px;
+  box-sizing: border-box; flex: none; }
+.rt-kind { width: 100px; } .rt-params { width: 250px; } .rt-status { width: 145px; }
+.rt-prog { width: 150px; } .rt-by { width: 90px; } .rt-created { width: 150px; }
+.rt-dur { width: 80px; text-align: right; }
+.rt-prog progress { width: 90px; height: 12px; vertical-align: middle; }
+.rt-cellcount { margin-left: 6px; color: #333; }
+.rt-headrow { padding-left: 70px; }
+.rt-row { border-bottom: 1px solid #e6e6e6; align-items: flex-start; }
+.rt-row.rt-selected { background: #e8f0fe; }
+.rt-row .rt-open { width: 64px; height: 24px; margin: 2px 6px 2px 0; }
+.rt-errline { color: #b00020; font-size: 12px; padding: 0 6px 3px 6px; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; max-width: 1060px; }
+.rt-badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px; }
+.rt-st-waiting { background: #546e7a; } .rt-st-scheduled { background: #7b1fa2; }
+.rt-st-awaiting { background: #00838f; } .rt-st-retrying { background: #ef6c00; }
+.rt-st-processing { background: #1565c0; } .rt-st-succeeded { background: #2e7d32; }
+.rt-st-failed { background: #c62828; } .rt-st-cancelled { background: #757575; }
+.rt-detail { border: 1px solid #ccc; border-radius: 4px; padding: 8px 12px; margin-top: 10px; }
+.rt-title { font-size: 16px; font-weight: 600; }
+.rt-section { font-weight: 600; margin-top: 8px; color: #333; }
+.rt-info th { text-align: left; padding-right: 12px; color: #555; vertical-align: top; font-weight: 600; }
+.rt-info td { vertical-align: top; }
+.rt-json { margin: 0; white-space: pre-wrap; font-size: 12px; }
+.rt-history { border-collapse: collapse; }
+.rt-history th, .rt-history td { text-align: left; padding: 2px 10px 2px 0; vertical-align: top; }
+.rt-history td:last-child { white-space: normal; }
+.rt-error { color: #b00020; }
+.rt-error pre, .rt-log { background: #f7f7f7; color: #222; padding: 6px; max-height: 320px;
+  overflow: auto; white-space: pre; font-size: 12px; margin: 2px 0 6px 0; }
+.rt-logname { color: #555; font-size: 12px; }
+.rt-msg { padding: 4px 8px; border-radius: 4px; margin: 4px 0; white-space: normal; }
+.rt-msg-info { background: #eef3fb; color: #123; }
+.rt-msg-ok { background: #e7f5e9; color: #1b5e20; }
+.rt-msg-error { background: #fdecea; color: #8a1c1c; font-weight: 600; }
+.rt-warning { background: #fff3cd; color: #6b4e00; padding: 6px 8px; border-radius: 4px; white-space: normal; }
+.rt-files a { margin: 0 4px; }
+.rt-footer { color: #888; font-size: 11px; }
+.rt-param-help { color: #777; font-size: 12px; margin-left: 8px; }
+.rt-form-note { color: #555; white-space: normal; }
+</style>"""
