@@ -1,0 +1,45 @@
+# Two commands on a fresh machine with Python 3.11:
+#   make demo   set up, run a training run and a detection run continuing it, serve the dashboard
+#   make test   set up and run the whole test suite (browser tests need Debian's chromium)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-fast bench chromium lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[notebooks,test,bench]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/runtool demo
+
+# Debian's chromium for the dashboard's browser tests (root on Debian; CI runs this).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium missing: browser tests will be skipped"; fi; }
+
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/training.ipynb notebooks/detection.ipynb
+
+# The suite without the slow multi-process and browser tests, for quick edits.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser" tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check runtool tests
+	$(BIN)/mypy runtool
+
+clean:
+	rm -rf $(VENV) *.egg-info
