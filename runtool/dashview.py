@@ -178,7 +178,10 @@ def info_html(run: Run) -> str:
 
 
 def _json_block(value: Any) -> str:
-    return f'<pre class="rt-json">{escape(json.dumps(value, indent=1, ensure_ascii=False))}</pre>'
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) > 100:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    return f'<pre class="rt-json">{escape(text)}</pre>'
 
 
 def history_html(history: list[dict[str, Any]]) -> str:
@@ -288,8 +291,8 @@ STYLE = """<style>
 .rt-head { font-weight: 600; color: #555; border-bottom: 2px solid #ccc; }
 .rt-c { display: inline-block; overflow: hidden; text-overflow: ellipsis; padding: 0 6px;
   box-sizing: border-box; flex: none; }
-.rt-kind { width: 100px; } .rt-params { width: 250px; } .rt-status { width: 145px; }
-.rt-prog { width: 150px; } .rt-by { width: 90px; } .rt-created { width: 150px; }
+.rt-kind { width: 110px; } .rt-params { width: 240px; } .rt-status { width: 145px; }
+.rt-prog { width: 150px; } .rt-by { width: 110px; } .rt-created { width: 170px; }
 .rt-dur { width: 80px; text-align: right; }
 .rt-prog progress { width: 90px; height: 12px; vertical-align: middle; }
 .rt-cellcount { margin-left: 6px; color: #333; }
@@ -309,11 +312,12 @@ STYLE = """<style>
 .rt-section { font-weight: 600; margin-top: 8px; color: #333; }
 .rt-info th { text-align: left; padding-right: 12px; color: #555; vertical-align: top; font-weight: 600; }
 .rt-info td { vertical-align: top; }
+.rt-dash pre { font-family: var(--jp-code-font-family, monospace); }
 .rt-json { margin: 0; white-space: pre-wrap; font-size: 12px; }
 .rt-history { border-collapse: collapse; }
 .rt-history th, .rt-history td { text-align: left; padding: 2px 10px 2px 0; vertical-align: top; }
 .rt-history td:last-child { white-space: normal; }
-.rt-error { color: #b00020; }
+.rt-error { color: #b00020; white-space: pre-wrap; }
 .rt-error pre, .rt-log { background: #f7f7f7; color: #222; padding: 6px; max-height: 320px;
   overflow: auto; white-space: pre; font-size: 12px; margin: 2px 0 6px 0; }
 .rt-logname { color: #555; font-size: 12px; }

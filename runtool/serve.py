@@ -26,7 +26,9 @@ from typing import Any
 
 DASHBOARD_FILE = "dashboard.ipynb"
 #: Files Voila may serve from the home: those directly inside a run folder.
-FILE_ALLOWLIST = [r"runs/[0-9]+/[^/]+"]
+FILE_ALLOWLIST = r"runs/[0-9]+/[^/]+"
+#: ... except hidden ones.
+FILE_DENYLIST = r"runs/[0-9]+/\..*"
 #: Idle kernels (a closed tab) are shut down after 30 s, checked every 10 s.
 CULL_OPTIONS = ["--MappingKernelManager.cull_interval=10", "--MappingKernelManager.cull_idle_timeout=30"]
 START_TIMEOUT_S = 60.0
@@ -77,8 +79,8 @@ def voila_command(notebook: Path, home: Path, host: str, port: int) -> list[str]
         sys.executable, "-m", "voila", str(notebook), "--no-browser",
         f"--port={port}", f"--Voila.ip={host}", "--Voila.port_retries=0",
         f"--Voila.root_dir={home}", "--VoilaConfiguration.show_tracebacks=True",
-        f"--VoilaConfiguration.file_allowlist={json.dumps(FILE_ALLOWLIST)}",
-        "--VoilaConfiguration.file_denylist=[]",
+        f"--VoilaConfiguration.file_allowlist={FILE_ALLOWLIST}",
+        f"--VoilaConfiguration.file_denylist={FILE_DENYLIST}",
         *CULL_OPTIONS,
     ]
 

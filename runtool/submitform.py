@@ -29,10 +29,14 @@ def default_text(param: Parameter) -> str:
     """The default as a person would type it into the field."""
     if param.type_name == "str" and isinstance(param.default, str):
         return param.default
-    if param.type_name in ("list", "dict"):
-        return json.dumps(param.default, ensure_ascii=False)
-    return repr(param.default) if isinstance(param.default, (int, float, bool)) or param.default is None \
-        else json.dumps(param.default, ensure_ascii=False)
+    if isinstance(param.default, (int, float, bool)) or param.default is None:
+        return repr(param.default)
+    text = json.dumps(param.default, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    import yaml  # YAML's own escapes for what JSON would leave raw (control characters)
+
+    return str(yaml.safe_dump(param.default, default_flow_style=True, width=10**9)).strip()
 
 
 def form_value(param: Parameter, text: str | bool) -> Any:

@@ -130,8 +130,8 @@ class Dashboard(widgets.VBox):
                           self._tabs, self._footer], **kwargs)
         self.add_class("rt-dash")
         self._admin.layout.display = "" if q.can("pause") else "none"
-        self.refresh()
         self._start()
+        self.refresh()
 
     # -- what tests, benchmarks and notebooks call --------------------------------------
 
@@ -275,7 +275,7 @@ class Dashboard(widgets.VBox):
             await asyncio.sleep(interval)
             try:
                 self.refresh()
-            except Exception as exc:  # keep refreshing; show what went wrong in the page
+            except Exception as exc:  # noqa: BLE001 - keep refreshing; show what went wrong in the page
                 self._set(self._message, view.message_html(f"refresh failed: {type(exc).__name__}: {exc}",
                                                            "error"))
 

@@ -8,7 +8,7 @@ library's one-line message in the pane.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,8 @@ class RunDetail(widgets.VBox):
             stats = {p.name: (st.st_size, st.st_mtime_ns) for p in folder.iterdir() for st in [p.stat()]}
         except OSError:
             stats = {}
-        logs = tuple(stats.get(p.name) for p in self._q.log_paths(run.id))
+        log_paths: Sequence[Path] = self._q.log_paths(run.id)
+        logs = tuple(stats.get(p.name) for p in log_paths)
         if self._changed("logs", logs):
             self._logs.value = view.logs_html(self._q.log_paths(run.id))
         # a finished run's output may be embedded as a data link: follow its content then
@@ -282,7 +283,7 @@ def notebook_iframe(path: Path) -> str:
         from nbconvert import HTMLExporter
 
         body, _ = HTMLExporter(template_name="classic").from_filename(str(path))
-    except Exception as exc:  # nbconvert raises many kinds; the page shows which
+    except Exception as exc:  # noqa: BLE001 - nbconvert raises many kinds; the page shows which
         return view.message_html(f"cannot render {path.name}: {type(exc).__name__}: {exc}", "error")
     return (f'<iframe class="rt-viewer" sandbox="" srcdoc="{escape(body, quote=True)}" '
             'style="width: 100%; height: 600px; border: 1px solid #ccc;"></iframe>')

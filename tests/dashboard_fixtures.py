@@ -1,0 +1,186 @@
+"""Homes, notebooks and runs for the dashboard tests (widgets and browser).
+
+Runs are made for real: tiny notebooks submitted through the API and executed by
+`runtool drain` / `runtool worker` subprocesses (real papermill and kernels). Only the
+widget tests' "processing" run is held by the test process itself: it takes the executor
+lock and claims the run as a worker would, so reconcile rightly sees it as alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from runtool.api import RunQueue
+from runtool.lock import ExecutorLock
+from runtool.processes import TOKEN_VAR
+
+RUNTOOL = [sys.executable, "-m", "runtool"]
+USERS = '[users]\nalice = "admin"\nbob = "operator"\ncarol = "viewer"\ndora = "analyst"\n"*" = "viewer"\n' \
+        '[roles]\nanalyst = ["submit", "delete:sleeper"]\n'
+#: A 2x2 PNG, written by the sleeper notebook into its run folder as its "preview".
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAADAAAAAgCAIAAADbtmxLAAAAyklEQVR4nM3OwRWDMAwDUNWLsAZjMCpjZA0moVdeSJzYltPqpoP0/ucu2M6C"
+    "tFzHbvqX7SzXseeBrP/i2Fhj+hfHxpH5f3FsfJn8l2f5B5NU/eemGjSzCUb/b4CGm3iU/zZI31DS+++ClA0rzX8N1NsQ8/4fgJobbqr/Mei9oef5"
+    "PwXCQtMsCKtMBhCWmGwg5JvMICSbPCBkmpwgpJn8IOSYQiAkmKIgsE0EEKgmDgg8Ew0EkokJAsNEBiFs4oMQM6WAEDBlgeA1fQEuWpI1xWrhAAAA"
+    "AABJRU5ErkJggg==")
+
+
+def notebook(path: Path, parameters: str, *body: str) -> Path:
+    """Write a notebook: a code cell tagged `parameters`, then one code cell per body text."""
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"]},
+              "outputs": [], "source": parameters}]
+    cells += [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+              for src in body]
+    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    return path
+
+
+def make_notebooks(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    png = base64.b64encode(PNG).decode()
+    return {
+        "sleeper": notebook(
+            folder / "sleeper.ipynb",
+            'n = 1  # how many\nsleep = 0.0  # seconds to sleep\nlabel = "x"\nflag = False\n'
+            'sizes = [1, 2]\nrun_dir = ""\n',
+            "import time\nprint('sleeping', sleep)",
+            "time.sleep(sleep)",
+            "import base64, pathlib\nif run_dir:\n"
+            f"    pathlib.Path(run_dir, 'preview.png').write_bytes(base64.b64decode('{png}'))",
+        ),
+        "failing": notebook(
+            folder / "failing.ipynb", "n = 1\n",
+            "print('about to fail')",
+            "raise RuntimeError(f'boom {n}\\nsecond line')",
+        ),
+    }
+
+
+def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RUNTOOL, "--home", str(home), *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@dataclass
+class Runs:
+    """Ids of the runs of a prepared home, by what they are meant to show."""
+
+    succeeded: int
+    failed: int
+    retrying: int
+    cancelled: int
+    processing: int
+    waiting: int
+    scheduled: int
+    awaiting: int
+
+
+def prepare_home(home: Path, notebooks: dict[str, Path]) -> Runs:
+    """A home with one run of every label; the `processing` run is left waiting (see hold_processing)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    with RunQueue(home, user="alice") as q:
+        ok = q.submit(notebooks["sleeper"], {"n": 7}, tags={"team": "vision"})
+        bad = q.submit(notebooks["failing"], {"n": 3}, retries=0)
+        flaky = q.submit(notebooks["failing"], {"n": 4}, retries=1)
+        gone = q.submit(notebooks["sleeper"], {"n": 5})
+        q.cancel(gone.id, reason="not needed")
+    done = cli(home, "drain")
+    assert done.returncode == 0, done.stderr
+    with RunQueue(home, user="bob") as q:
+        proc = q.submit(notebooks["sleeper"], {"n": 8, "sleep": 60.0}, queue="long", priority="high")
+        waiting = q.submit(notebooks["sleeper"], {"n": 9}, queue="hold")
+        scheduled = q.submit(notebooks["sleeper"], {"n": 10}, delay="1h")
+        awaiting = q.submit(notebooks["sleeper"], {"n": 11}, after=waiting.id, queue="hold")
+    return Runs(ok.id, bad.id, flaky.id, gone.id, proc.id, waiting.id, scheduled.id, awaiting.id)
+
+
+def copy_home(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target, symlinks=True)
+    return target
+
+
+class HeldRun:
+    """Claims a run in this process and holds the executor lock, as a worker executing it."""
+
+    def __init__(self, home: Path, run_id: int, progress: tuple[int, int] | None = (2, 5)) -> None:
+        self.lock = ExecutorLock(home / "executor.lock")
+        assert self.lock.try_acquire("test")
+        me = psutil.Process()
+        with RunQueue(home, user="alice") as q:
+            run = q.store.claim(["long"], f"test:{me.pid}", me.pid, me.create_time())
+            assert run is not None and run.id == run_id, run
+            if progress:
+                q.store.heartbeat(run.id, run.attempt, progress)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+# -- background processes ----------------------------------------------------------------
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(proc: subprocess.Popen[bytes], signals: int = 1, timeout: float = 30) -> None:
+    """SIGTERM (`signals` times), wait; then kill whatever of its tree is left."""
+    tree = descendants(proc)
+    for _ in range(signals):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for leftover in alive:
+        leftover.kill()
+    assert not alive, f"left running: {[p.pid for p in alive]}"
+
+
+def run_processes(token_prefix: str = "") -> list[psutil.Process]:
+    """Processes carrying a run token (a run's kernel and children), e.g. left by a test."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            token = proc.environ().get(TOKEN_VAR)
+        except (psutil.Error, OSError):
+            continue
+        if token and token.startswith(token_prefix):
+            found.append(proc)
+    return found
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
