@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 import time
 from collections.abc import Sequence
@@ -117,7 +118,7 @@ class RunQueue:
 
     # -- reading ------------------------------------------------------------------
 
-    def get(self, run_id: int, history: bool = False) -> Run:
+    def get(self, run_id: int | str, history: bool = False) -> Run:
         run = self.store.get(_run_id(run_id))
         if history:
             run.history = self.store.history(run.id)
@@ -131,7 +132,7 @@ class RunQueue:
         text: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[Run]:
+    ) -> builtins.list[Run]:
         statuses = _statuses(status)
         if limit < 0 or offset < 0:
             raise InvalidInput("--limit and --offset must be >= 0")
@@ -147,33 +148,33 @@ class RunQueue:
     def paused(self) -> dict[str, str]:
         return self.store.paused()
 
-    def log_paths(self, run_id: int) -> list[Path]:
+    def log_paths(self, run_id: int | str) -> builtins.list[Path]:
         run_dir = self.runs_dir / str(self.get(run_id).id)
         return [run_dir / "stdout.log", run_dir / "stderr.log"]
 
     # -- changing -----------------------------------------------------------------
 
-    def cancel(self, run_id: int, force: bool = False, reason: str | None = None) -> Run:
+    def cancel(self, run_id: int | str, force: bool = False, reason: str | None = None) -> Run:
         from .cleanup import cancel
 
         return cancel(self, _run_id(run_id), force, reason)
 
-    def delete(self, run_id: int) -> Run:
+    def delete(self, run_id: int | str) -> Run:
         from .cleanup import delete
 
         return delete(self, _run_id(run_id))
 
-    def retry(self, run_id: int) -> Run:
+    def retry(self, run_id: int | str) -> Run:
         run = self.get(run_id)
         self.require("retry")
         return self.store.retry(run.id, self.user)
 
-    def reconcile(self) -> list[str]:
+    def reconcile(self) -> builtins.list[str]:
         from .cleanup import reconcile
 
         return reconcile(self)
 
-    def purge(self, older_than: float | str, statuses: Sequence[Status] | None = None) -> list[int]:
+    def purge(self, older_than: float | str, statuses: Sequence[Status] | None = None) -> builtins.list[int]:
         from .cleanup import purge
 
         return purge(self, parse_duration(older_than, "--older-than"), statuses)

@@ -57,9 +57,10 @@ def read_notebook(path: str | Path) -> NotebookInfo:
         raise InvalidInput(f"{label}: not valid notebook JSON ({_first_line(exc)})") from None
     if not isinstance(data, dict) or data.get("nbformat") != 4 or not isinstance(data.get("cells"), list):
         raise InvalidInput(f"{label}: not a version 4 Jupyter notebook")
-    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    spec = meta.get("kernelspec") if isinstance(meta.get("kernelspec"), dict) else {}
-    kernel = spec.get("name") if isinstance(spec.get("name"), str) and spec.get("name") else None
+    meta = data.get("metadata")
+    spec = meta.get("kernelspec") if isinstance(meta, dict) else None
+    name = spec.get("name") if isinstance(spec, dict) else None
+    kernel = name if isinstance(name, str) and name else None
     cell = _parameters_cell(data["cells"])
     if cell is None:
         return NotebookInfo(nb_path, kernel, {}, False)

@@ -7,6 +7,7 @@ over waiting runs, so they cost the same with 50 or 50,000 finished runs stored.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .durations import iso
 from .errors import IllegalTransition, InvalidInput, RunNotFound, StoreUnavailable
 from .models import FINISHED, TRANSITIONS, Run, Status, to_json
 
@@ -50,7 +52,6 @@ CREATE TABLE paused (queue TEXT PRIMARY KEY, at REAL NOT NULL, by TEXT NOT NULL)
 """
 _RUNNABLE = """status = 'waiting' AND ready = 1 AND (not_before IS NULL OR not_before <= :now)
     AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
-_WAITING_LIKE = "'waiting'"
 
 
 class Store:
@@ -140,9 +141,7 @@ class Store:
             raise RunNotFound(run_id)
         return self._run(row)
 
-    def history(self, run_id: int) -> list[dict[str, Any]]:
-        from .durations import iso
-
+    def history(self, run_id: int) -> builtins.list[dict[str, Any]]:
         with self._errors():
             rows = self._conn.execute(
                 "SELECT status, at, by, reason, error FROM history WHERE run_id = ? ORDER BY id",
@@ -162,7 +161,7 @@ class Store:
         text: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[Run]:
+    ) -> builtins.list[Run]:
         where, args = self._filters(statuses, queue, kind, text)
         with self._errors():
             rows = self._conn.execute(
@@ -185,8 +184,9 @@ class Store:
     @staticmethod
     def _filters(
         statuses: Sequence[str], queue: str | None, kind: str | None, text: str | None
-    ) -> tuple[str, list[Any]]:
-        clauses, args = [], []
+    ) -> tuple[str, builtins.list[Any]]:
+        clauses: builtins.list[str] = []
+        args: builtins.list[Any] = []
         if statuses:
             clauses.append(f"status IN ({','.join('?' * len(statuses))})")
             args.extend(statuses)
@@ -226,13 +226,13 @@ class Store:
         result["waiting"], result["scheduled"], result["awaiting"], result["retrying"] = row
         return result
 
-    def kinds_and_queues(self) -> tuple[list[str], list[str]]:
+    def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
         with self._errors():
             kinds = [r[0] for r in self._conn.execute("SELECT DISTINCT kind FROM runs ORDER BY kind")]
             queues = [r[0] for r in self._conn.execute("SELECT DISTINCT queue FROM runs ORDER BY queue")]
         return kinds, queues
 
-    def processing(self) -> list[Run]:
+    def processing(self) -> builtins.list[Run]:
         with self._errors():
             rows = self._conn.execute(
                 "SELECT * FROM runs WHERE status = 'processing' ORDER BY id"
@@ -306,7 +306,8 @@ class Store:
         """Move the next runnable run to processing for this worker, or return None."""
         now = time.time()
         with self._write() as c:
-            for queue in queues or [None]:
+            choices: Sequence[str | None] = list(queues) if queues else [None]
+            for queue in choices:
                 pick = f"SELECT id FROM runs WHERE {_RUNNABLE}"
                 if queue is not None:
                     pick += " AND queue = :queue"
@@ -437,7 +438,8 @@ class Store:
         self, run_id: int, attempt: int, runner: tuple[int, float] | None,
         kernel: tuple[int, float] | None,
     ) -> None:
-        sets, args = [], {"id": run_id, "attempt": attempt}
+        sets: builtins.list[str] = []
+        args: dict[str, float] = {"id": run_id, "attempt": attempt}
         if runner:
             sets.append("runner_pid = :rp, runner_ctime = :rc")
             args.update(rp=runner[0], rc=runner[1])
@@ -482,7 +484,7 @@ class Store:
                 self._resolve_child(c, child["id"], run_id, None, now)
         return self._run(row)
 
-    def finished_before(self, cutoff: float, statuses: Sequence[Status] = tuple(FINISHED)) -> list[int]:
+    def finished_before(self, cutoff: float, statuses: Sequence[Status] = tuple(FINISHED)) -> builtins.list[int]:
         marks = ",".join("?" * len(statuses))
         with self._errors():
             rows = self._conn.execute(

@@ -258,6 +258,7 @@ class Worker:
         if verdict == "cancelled":
             log.info("run %d: cancelled while running (%.1f s)", run.id, elapsed)
             return
+        error: dict[str, Any]
         if verdict == "timeout":
             error = {"type": "Timeout", "message": f"run exceeded its timeout of {run.timeout_s:g} s",
                      "cell": child.progress[0] + 1 if child.progress else None, "traceback": ""}
