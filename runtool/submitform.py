@@ -107,6 +107,8 @@ class SubmitForm(widgets.VBox):
         self._submit = widgets.Button(description="Submit", icon="play", button_style="primary")
         self._message = widgets.HTML()
 
+        self._notebook.add_class("rt-notebook")
+        self._submit.add_class("rt-submit")
         self._notebook.observe(self._on_notebook_value, "value")
         self._submit.on_click(self._on_submit_click)
 
@@ -117,7 +119,7 @@ class SubmitForm(widgets.VBox):
             widgets.HTML(notice or '<div class="rt-form-note">Runs the notebook with the values '
                          "below; fields left at the notebook's default are not sent.</div>"),
             self._notebook, self._about, self._fields,
-            widgets.HTML('<div class="rt-section">Queue</div>'),
+            widgets.HTML('<div class="rt-section">Run options</div>'),
             widgets.HBox([self._queue, self._priority]),
             widgets.HBox([self._delay]),
             widgets.HBox([self._after, self._on]),
@@ -181,13 +183,14 @@ class SubmitForm(widgets.VBox):
             if param.name in RUNTIME_PARAMETERS:
                 continue
             field = _field(param)
+            field.add_class(f"rt-param-{param.name}")
             self._inputs[param.name] = field
             rows.append(widgets.HBox([
                 widgets.HTML(f'<b>{escape(param.name)}</b> <span class="rt-logname">{param.type_name}</span>',
                              layout=widgets.Layout(width="220px")),
                 field,
                 widgets.HTML(f'<span class="rt-param-help">{escape(param.help)}</span>'),
-            ]))
+            ], layout=widgets.Layout(align_items="center")))
         self._fields.children = rows
         what = f"{len(rows)} parameter(s)" if info.has_parameters_cell else "no parameters cell"
         self._about.value = view.message_html(f"kernel {info.kernel or '(none named)'} · {what}")

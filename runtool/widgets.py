@@ -46,17 +46,21 @@ class _RunRow(widgets.HBox):
         super().__init__([self.open_button, self.cells], layout=widgets.Layout(display="none"))
         self.add_class("rt-row")
 
-    def show(self, row: view.RowView | None) -> None:
+    def show(self, row: view.RowView | None) -> bool:
+        """Redraw if `row` differs from what is shown; True if it did."""
         if row == self.view:
-            return
+            return False
         self.view = row
         if row is None:
             self.layout.display = "none"
-            return
+            self.open_button.description = ""  # a hidden row must not look like a run
+            self.cells.value = ""
+            return True
         self.open_button.description = str(row.id)
         self.open_button.tooltip = f"Show run {row.id}"
         self.cells.value = view.row_html(row)
         self.layout.display = ""
+        return True
 
 
 class Dashboard(widgets.VBox):
@@ -199,23 +203,25 @@ class Dashboard(widgets.VBox):
             if self._offset >= total > 0:
                 self._offset = (total - 1) // self._page_size * self._page_size
             runs = q.list(**filters, limit=self._page_size, offset=self._offset)
-            self._detail.refresh(now, paused)
+            changed = self._detail.refresh(now, paused)
         except RuntoolError as exc:
             self._set(self._message, view.message_html(f"cannot read the queue: {exc}", "error"))
             return
         if repaired:
-            self._set(self._message, view.message_html("reconciled: " + "; ".join(repaired)))
-        self._set(self._counts, view.counts_html(counts, paused))
+            changed |= self._set(self._message, view.message_html("reconciled: " + "; ".join(repaired)))
+        changed |= self._set(self._counts, view.counts_html(counts, paused))
         for index, row in enumerate(self._rows):
-            row.show(view.row_view(runs[index], now, paused) if index < len(runs) else None)
+            changed |= row.show(view.row_view(runs[index], now, paused) if index < len(runs) else None)
         self._mark_selected()
-        self._set(self._page, view.pager_text(self._offset, len(runs), total))
+        changed |= self._set(self._page, view.pager_text(self._offset, len(runs), total))
         self._newer.disabled = self._offset == 0
         self._older.disabled = self._offset + len(runs) >= total
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
-        every = f" · every {self._interval:g} s" if self._task is not None else ""
-        self._footer.value = (f'<div class="rt-footer">updated {time.strftime("%H:%M:%S")} · '
-                              f"refresh took {self.last_refresh_ms:.0f} ms{every}</div>")
+        if changed or not self._footer.value:
+            # Only on changes: a page that sends nothing lets Voila cull a forgotten kernel.
+            every = f", checked every {self._interval:g} s" if self._task is not None else ""
+            self._footer.value = (f'<div class="rt-footer">last change seen {time.strftime("%H:%M:%S")} '
+                                  f"(that refresh took {self.last_refresh_ms:.0f} ms){every}</div>")
 
     def close(self) -> None:
         """Stop refreshing, close every widget and the store connection."""
@@ -256,9 +262,11 @@ class Dashboard(widgets.VBox):
                 row.remove_class("rt-selected")
 
     @staticmethod
-    def _set(widget: widgets.HTML, html: str) -> None:
-        if widget.value != html:
-            widget.value = html
+    def _set(widget: widgets.HTML, html: str) -> bool:
+        if widget.value == html:
+            return False
+        widget.value = html
+        return True
 
     def _start(self) -> None:
         """Refresh every `refresh_interval` seconds on the running loop (none: no autorefresh)."""

@@ -39,6 +39,7 @@ class RunDetail(widgets.VBox):
         self._run_id: int | None = None
         self._pending: str | None = None  # "delete" or "force-cancel" awaiting its confirm click
         self._signatures: dict[str, Any] = {}
+        self._changes = 0  # parts redrawn by the current refresh
 
         self._title = widgets.HTML()
         self._close = widgets.Button(description="Close", icon="times", tooltip="Close the detail",
@@ -70,8 +71,10 @@ class RunDetail(widgets.VBox):
             layout=widgets.Layout(flex_flow="row wrap"))
         self._actions = widgets.HBox([*self._buttons.values()])
 
-        for button in self._buttons.values():
+        for name, button in self._buttons.items():
             button.add_class("rt-action")
+            button.add_class(f"rt-action-{name}")
+        self._confirm.add_class("rt-confirm")
         self._close.on_click(self._on_close_click)
         self._cancel.on_click(self._on_cancel_click)
         self._delete.on_click(self._on_delete_click)
@@ -129,13 +132,17 @@ class RunDetail(widgets.VBox):
         self._run_id = run_id
         self.refresh()
 
-    def refresh(self, now: float | None = None, paused: Mapping[str, str] | None = None) -> None:
-        """Re-read the run; send only the parts whose content changed."""
+    def refresh(self, now: float | None = None, paused: Mapping[str, str] | None = None) -> bool:
+        """Re-read the run; send only the parts whose content changed. True if any did."""
+        self._changes = 0
+        self._redraw(time.time() if now is None else now, paused)
+        return self._changes > 0
+
+    def _redraw(self, now: float, paused: Mapping[str, str] | None) -> None:
         if self._run_id is None:
             self._run = None
             self.layout.display = "none"
             return
-        now = time.time() if now is None else now
         paused = self._q.paused() if paused is None else paused
         try:
             run = self._q.get(self._run_id, history=True)
@@ -186,6 +193,7 @@ class RunDetail(widgets.VBox):
         if self._signatures.get(part) == signature:
             return False
         self._signatures[part] = signature
+        self._changes += 1
         return True
 
     def _show_images(self, paths: list[Path]) -> None:
@@ -208,10 +216,14 @@ class RunDetail(widgets.VBox):
         widget = getattr(self, f"_{part}")
         if widget.value != html:
             widget.value = html
+            self._changes += 1
 
     def _show_actions(self, offered: tuple[str, ...]) -> None:
         for name, button in self._buttons.items():
-            button.layout.display = "" if name in offered else "none"
+            display = "" if name in offered else "none"
+            if button.layout.display != display:
+                button.layout.display = display
+                self._changes += 1
 
     def _set_pending(self, action: str | None) -> None:
         self._pending = action

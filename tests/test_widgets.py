@@ -19,6 +19,7 @@ import psutil
 import pytest
 from dashboard_fixtures import HeldRun, cli, copy_home, make_notebooks, prepare_home
 from hypothesis import HealthCheck, given, settings
+from traitlets import All
 
 from runtool import dashview, serve
 from runtool.api import RunQueue
@@ -304,6 +305,29 @@ def test_refresh_redraws_only_rows_that_changed(open_dash, home, runs):
         other.cancel(runs.scheduled)
     dash.refresh()
     assert set(sent) - {runs.processing} == {runs.scheduled, "counts"}
+
+
+def _tree(widget):
+    yield widget
+    layout = getattr(widget, "layout", None)
+    if layout is not None:
+        yield layout
+    for child in getattr(widget, "children", ()):
+        yield from _tree(child)
+
+
+def test_a_quiet_dashboard_sends_nothing(open_dash, runs):
+    """No change, no message: an idle kernel whose page is gone can then be culled by Voila."""
+    dash = open_dash("bob")
+    dash.set_filters(status="succeeded")
+    dash.select(runs.succeeded)
+    dash.refresh()
+    changes = []
+    for widget in _tree(dash):
+        widget.observe(lambda change: changes.append((change["owner"], change["name"])), names=All)
+    dash.refresh()
+    dash.refresh()
+    assert changes == []
 
 
 def test_reconciles_stale_runs_when_opened(template, tmp_path):

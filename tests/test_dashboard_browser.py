@@ -1,0 +1,298 @@
+"""The dashboard in a real browser: `runtool dashboard` (Voila) driven in Debian's chromium.
+
+One home per module: a succeeded and a failed run executed by `runtool drain`, waiting runs
+on a queue no worker serves, and a 60 s run kept processing by a real `runtool worker`.
+Two dashboards serve it, as alice (admin) and as bob (operator). The tests run in file
+order: the last one force-cancels the processing run, then submits a short run from the
+form and watches the worker finish it without reloading the page.
+
+Screenshots go to each test's tmp_path; set RUNTOOL_DASHBOARD_SCREENSHOT=docs/dashboard.png
+to also write the README's picture.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dashboard_fixtures import (
+    RUNTOOL,
+    USERS,
+    cli,
+    make_notebooks,
+    run_processes,
+    start,
+    stop,
+    wait_for,
+)
+
+from runtool.api import RunQueue
+from runtool.errors import RunNotFound
+from runtool.models import Status
+from runtool.serve import free_port
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+RENDER_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class Served:
+    home: Path
+    notebooks: dict[str, Path]
+    urls: dict[str, str]  # user -> page URL
+    ids: dict[str, int]  # what the run shows -> run id
+
+
+def _require_chromium() -> None:
+    if Path(CHROMIUM).exists() and shutil.which("chromium"):
+        return
+    if os.environ.get("RUNTOOL_REQUIRE_BROWSER"):
+        pytest.fail(f"{CHROMIUM} is missing and RUNTOOL_REQUIRE_BROWSER is set")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def _jupyter_env(base: Path, user: str) -> dict[str, str]:
+    """Jupyter's writable folders in tmp; the venv's kernelspec stays findable via sys.prefix."""
+    folders = {var: base / name for var, name in (("JUPYTER_DATA_DIR", "data"),
+               ("JUPYTER_RUNTIME_DIR", "runtime"), ("TMPDIR", "tmp"), ("IPYTHONDIR", "ipython"))}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **{var: str(path) for var, path in folders.items()}}
+    env.update(RUNTOOL_USER=user, PYTHONWARNINGS="ignore")
+    env.pop("JUPYTER_CONFIG_DIR", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    _require_chromium()
+    base = tmp_path_factory.mktemp("dash-browser")
+    notebooks = make_notebooks(base / "notebooks")
+    home = base / "home"
+    home.mkdir()
+    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    with RunQueue(home, user="alice") as q:
+        ok = q.submit(notebooks["sleeper"], {"n": 7}, tags={"team": "vision"})
+        bad = q.submit(notebooks["failing"], {"n": 3}, retries=0)
+    drained = cli(home, "drain")
+    assert drained.returncode == 0, drained.stderr
+    with RunQueue(home, user="bob") as q:
+        to_cancel = q.submit(notebooks["sleeper"], {"n": 21}, queue="hold")
+        to_delete = q.submit(notebooks["sleeper"], {"n": 22}, queue="hold")
+        long = q.submit(notebooks["sleeper"], {"n": 8, "sleep": 60.0})
+    procs = []
+    try:
+        worker = start([*RUNTOOL, "--home", str(home), "worker", "--queue", "default", "--poll", "0.2"],
+                       _jupyter_env(base / "worker", "worker"), base / "worker.log")
+        procs.append((worker, 2))
+
+        def long_is_running():
+            with RunQueue(home) as q:
+                run = q.get(long.id)
+            return run.status is Status.PROCESSING and run.progress_total
+
+        wait_for(long_is_running, 60, what="the long run to be processing")
+        urls = {}
+        for user in ("alice", "bob"):
+            port = free_port()
+            log = base / f"dashboard-{user}.log"
+            server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
+                           _jupyter_env(base / user, user), log)
+            procs.append((server, 1))
+            line = wait_for(lambda log=log: re.search(r"at (http://\S+)", log.read_text()), 60,
+                            what=f"dashboard of {user} to print its URL")
+            urls[user] = line.group(1)
+        yield Served(home, notebooks, urls, {
+            "succeeded": ok.id, "failed": bad.id, "to_cancel": to_cancel.id,
+            "to_delete": to_delete.id, "processing": long.id})
+    finally:
+        for proc, signals in reversed(procs):
+            stop(proc, signals=signals)
+        left = run_processes(str(home / "runs"))
+        for proc in left:
+            proc.kill()
+        assert not left, f"run processes left: {left}"
+
+
+@pytest.fixture(scope="module")
+def browser_context(served, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    context = manager.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+        args=CHROMIUM_ARGS, viewport={"width": 1360, "height": 1000})
+    context.route("https://**/*", lambda route: route.abort())  # Voila links a CDN stylesheet
+    context.set_default_timeout(30_000)
+    yield context
+    context.close()
+    manager.stop()
+
+
+@pytest.fixture(scope="module")
+def pages(served, browser_context):
+    """One open page per user, kept for the whole module (no reloads between tests)."""
+    opened = {}
+    for user, url in served.urls.items():
+        page = browser_context.new_page()
+        page.goto(url)
+        page.locator(".rt-cells[data-run]").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        opened[user] = page
+    return opened
+
+
+def badge(page, run_id: int):
+    return page.locator(f'.rt-cells[data-run="{run_id}"] .rt-badge')
+
+
+def open_run(page, run_id: int) -> None:
+    page.locator("button.rt-open:visible", has_text=re.compile(rf"^\s*{run_id}\s*$")).click()
+    page.locator(".rt-detail .rt-title", has_text=f"Run {run_id} ").wait_for()
+
+
+def visible_actions(page) -> list[str]:
+    page.wait_for_timeout(300)  # let the action buttons of the new run settle
+    return [t.strip() for t in page.locator(".rt-detail button.rt-action:visible").all_inner_texts()]
+
+
+def shoot(page, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+
+
+def test_page_shows_runs_with_their_labels(served, pages, tmp_path):
+    page = pages["alice"]
+    ids = served.ids
+    expected = {"succeeded": "succeeded", "failed": "failed", "to_cancel": "waiting",
+                "to_delete": "waiting", "processing": "processing"}
+    for what, label in expected.items():
+        assert badge(page, ids[what]).inner_text().strip() == label, what
+    assert "RuntimeError: boom 3" in page.locator(f'.rt-cells[data-run="{ids["failed"]}"] + .rt-errline').inner_text()
+    processing = page.locator(f'.rt-cells[data-run="{ids["processing"]}"]')
+    assert processing.locator("progress").count() == 1
+    assert re.fullmatch(r"\d+/\d+", processing.locator(".rt-cellcount").inner_text().strip())
+    counts = page.locator(".rt-counts").inner_text()
+    assert re.search(r"processing\s*1", counts) and re.search(r"failed\s*1", counts)
+    assert re.search(r"waiting\s*2", counts)
+    open_run(page, ids["failed"])
+    page.locator(".rt-detail .rt-error", has_text="Traceback").wait_for()
+    shoot(page, tmp_path / "dashboard-alice.png")
+    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOT")
+    if target:
+        shoot(page, Path(target))
+
+
+def test_processing_run_offers_no_cancel_or_delete(served, pages, tmp_path):
+    run_id = served.ids["processing"]
+    open_run(pages["alice"], run_id)
+    assert visible_actions(pages["alice"]) == ["Force cancel"]
+    open_run(pages["bob"], run_id)
+    assert visible_actions(pages["bob"]) == []  # an operator: no Force cancel either
+    open_run(pages["bob"], served.ids["failed"])
+    assert visible_actions(pages["bob"]) == ["Delete", "Retry"]
+    shoot(pages["bob"], tmp_path / "dashboard-bob.png")
+
+
+def test_cancel_a_waiting_run_from_the_page(served, pages):
+    page, run_id = pages["bob"], served.ids["to_cancel"]
+    open_run(page, run_id)
+    assert visible_actions(page) == ["Cancel", "Delete"]
+    page.locator(".rt-detail .rt-action-cancel").click()
+    badge(page, run_id).filter(has_text="cancelled").wait_for()
+    with RunQueue(served.home) as q:
+        assert q.get(run_id).status is Status.CANCELLED
+    assert page.locator(".rt-detail .rt-msg-ok", has_text=f"run {run_id}: cancelled").is_visible()
+
+
+def test_delete_needs_the_confirm_click(served, pages, tmp_path):
+    page, run_id = pages["bob"], served.ids["to_delete"]
+    open_run(page, run_id)
+    page.locator(".rt-detail .rt-action-delete").click()
+    confirm = page.locator(".rt-detail .rt-confirm", has_text="Confirm delete")
+    confirm.wait_for()
+    assert page.locator(".rt-detail .rt-warning").is_visible()
+    page.wait_for_timeout(500)
+    with RunQueue(served.home) as q:
+        assert q.get(run_id).status is Status.WAITING  # the first click changed nothing
+    shoot(page, tmp_path / "confirm-delete.png")
+    confirm.click()
+    page.locator(f'.rt-cells[data-run="{run_id}"]').wait_for(state="detached")
+    with RunQueue(served.home) as q, pytest.raises(RunNotFound):
+        q.get(run_id)
+
+
+def test_run_files_and_images(served, pages):
+    page, run_id = pages["alice"], served.ids["succeeded"]
+    open_run(page, run_id)
+    image = page.locator(".rt-detail img").first
+    image.wait_for()
+    assert image.evaluate("img => img.naturalWidth") == 48
+    link = page.locator(".rt-detail .rt-files a", has_text="output.ipynb")
+    href = link.get_attribute("href")
+    assert href == f"/voila/files/runs/{run_id}/output.ipynb"
+    base = served.urls["alice"].rstrip("/")
+    with urllib.request.urlopen(base + href) as answer:
+        assert b'"cells"' in answer.read()
+    for forbidden in ("/voila/files/runtool.db", "/voila/files/runtool.toml", "/voila/files/dashboard.ipynb"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + forbidden)
+        assert refused.value.code == 403, forbidden
+
+
+def test_force_cancel_then_submit_and_watch_it_finish(served, pages, tmp_path):
+    page, long_id = pages["alice"], served.ids["processing"]
+    open_run(page, long_id)
+    page.locator(".rt-detail .rt-action-force-cancel").click()
+    warning = page.locator(".rt-detail .rt-warning")
+    warning.wait_for()
+    assert "ends every process of this run" in warning.inner_text()
+    page.locator(".rt-detail .rt-confirm", has_text="End every process").click()
+    badge(page, long_id).filter(has_text="cancelled").wait_for()
+    with RunQueue(served.home) as q:
+        assert q.get(long_id).status is Status.CANCELLED
+    wait_for(lambda: not run_processes(str(served.home / "runs" / str(long_id))), 15,
+             what="the force-cancelled run's processes to end")
+
+    page.get_by_role("tab", name="Submit").click()
+    page.locator(".rt-notebook input").fill(str(served.notebooks["sleeper"]))
+    field = page.locator(".rt-param-n input")
+    field.wait_for()
+    field.fill("31")
+    page.locator(".rt-param-sleep input").fill("abc")
+    page.locator("button.rt-submit").click()
+    refused = page.locator(".rt-msg-error", has_text="bad value 'abc' for parameter 'sleep'")
+    refused.wait_for()
+    page.locator(".rt-param-sleep input").fill("0.5")
+    page.locator("button.rt-submit").click()
+    message = page.locator(".rt-msg-ok", has_text="submitted run")
+    message.wait_for()
+    run_id = int(re.search(r"submitted run (\d+)", message.inner_text()).group(1))
+    with RunQueue(served.home) as q:
+        run = q.get(run_id)
+    assert run.parameters == {"n": 31, "sleep": 0.5} and run.submitted_by == "alice"
+    shoot(page, tmp_path / "submitted.png")
+
+    page.get_by_role("tab", name="Runs").click()
+    started = time.monotonic()
+    badge(page, run_id).filter(has_text="succeeded").wait_for(timeout=60_000)  # no reload
+    with RunQueue(served.home) as q:
+        assert q.get(run_id).status is Status.SUCCEEDED
+    shoot(page, tmp_path / "finished.png")
+    assert time.monotonic() - started < 60
+    footer = page.locator(".rt-footer").inner_text()
+    took = int(re.search(r"refresh took (\d+) ms", footer).group(1))
+    assert took < 100, footer
+
+
+if __name__ == "__main__":  # pragma: no cover - `python tests/test_dashboard_browser.py` runs this file
+    sys.exit(pytest.main([__file__, "-v"]))
