@@ -42,7 +42,7 @@ def reconcile(q: RunQueue) -> list[str]:
         if not is_stale(q, run):
             continue
         ended = end_run(run.run_dir, known_processes(run))
-        verdict, error = _evidence(Path(run.output_path))
+        verdict, error = _evidence(Path(run.output_path), run.started_at)
         gone = f"worker {run.worker} gone" if not alive(run.worker_pid, run.worker_ctime) else "executor lock free"
         leftovers = f"; ended {ended} leftover process(es)" if ended else ""
         if verdict == "succeeded":
@@ -61,9 +61,15 @@ def reconcile(q: RunQueue) -> list[str]:
     return changes
 
 
-def _evidence(output: Path) -> tuple[str, dict[str, Any] | None]:
-    """What the output notebook says: succeeded, failed (with its error) or unfinished."""
+def _evidence(output: Path, since: float | None = None) -> tuple[str, dict[str, Any] | None]:
+    """What the output notebook says: succeeded, failed (with its error) or unfinished.
+
+    A notebook last written before `since` (the attempt's start) is an earlier attempt's:
+    no evidence about this one, which died before writing its own.
+    """
     try:
+        if since is not None and output.stat().st_mtime < since:
+            raise FileNotFoundError(output)
         nb = json.loads(output.read_text(encoding="utf-8"))
         cells = nb["cells"]
         meta = nb.get("metadata", {}).get("papermill", {})
