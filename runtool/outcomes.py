@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import IllegalTransition
+from .faults import crash_point
 from .models import Run, Status
 
 if TYPE_CHECKING:
@@ -19,20 +20,27 @@ if TYPE_CHECKING:
 
 
 def succeed(q: RunQueue, run: Run, by: str, reason: str) -> Run | None:
+    # Files before the commit: a worker killed right after it leaves nothing undone.
+    copy_output(run)
     try:
         done = q.store.transition(run.id, [Status.PROCESSING], Status.SUCCEEDED, by, reason,
                                   "record success", attempt=run.attempt)
     except IllegalTransition:
         return None  # cancelled (or repaired) while it ran: that decision stands
-    copy_output(done)
+    crash_point("recorded")
     return done
 
 
 def fail_attempt(q: RunQueue, run: Run, error: dict[str, Any], by: str, reason: str,
                  retry: bool = True) -> Run | None:
     """Failed for good, or back to waiting after the backoff if attempts are left."""
+    retrying = retry and run.attempt < run.max_attempts
+    # Files before the commit: a worker killed right after it leaves nothing undone.
+    write_error_file(Path(run.run_dir), error)
+    if not retrying:
+        copy_output(run)
     try:
-        if retry and run.attempt < run.max_attempts:
+        if retrying:
             delay = q.settings.retry_base_delay * 2 ** (run.attempt - 1)
             again = f"{reason}; retry {run.attempt} of {run.max_attempts - 1} in {delay:g} s"
             result = q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by, again,
@@ -43,9 +51,7 @@ def fail_attempt(q: RunQueue, run: Run, error: dict[str, Any], by: str, reason: 
                                         "record failure", error=error, attempt=run.attempt)
     except IllegalTransition:
         return None  # cancelled (or repaired) while it ran: that decision stands
-    write_error_file(Path(run.run_dir), error)
-    if result.status is Status.FAILED:
-        copy_output(result)
+    crash_point("recorded")
     return result
 
 

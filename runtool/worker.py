@@ -22,6 +22,7 @@ import psutil
 from . import cleanup, outcomes
 from .api import RunQueue
 from .errors import RunNotFound
+from .faults import crash_point as _crash_point
 from .models import Run, Status
 from .params import RUNTIME_PARAMETERS, read_notebook
 from .processes import end_run
@@ -274,12 +275,6 @@ class Worker:
             outcome = "waiting for retry"
         log.info("run %d: failed in %.1f s (%s: %s) -> %s", run.id, elapsed, error["type"],
                  error["message"][:200], outcome)
-
-
-def _crash_point(name: str) -> None:
-    """Fault tests only: die here with SIGKILL when RUNTOOL_TEST_CRASH_AT names this point."""
-    if os.environ.get("RUNTOOL_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _runner_died(status: int | None, progress: tuple[int, int] | None) -> dict[str, Any]:

@@ -3,15 +3,24 @@ crash point, then `reconcile` and a new `drain` (the long version: scripts/fault
 
 from __future__ import annotations
 
+import random
 import signal
 
 import pytest
 
-from fault_checks import TRIAL_CONFIG, trial_notebook
-from helpers import runtool, write_config
+from fault_checks import MODES, TRIAL_CONFIG, kill_trial, trial_notebook
+from helpers import notebook, runtool, write_config
 from runtool import RunQueue, Status
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kill_trial(tmp_path, mode):
+    """One trial per way of dying; the soak runs the same trial 50+ times at random."""
+    trial = kill_trial(tmp_path, mode, random.Random(f"suite-{mode}"), runs=2)
+    assert trial.killed, trial
+    assert trial.problems == [], trial
 
 
 def test_reconcile_ignores_the_output_of_an_earlier_attempt(home, tmp_path):
@@ -45,3 +54,19 @@ def test_reconcile_never_calls_an_attempt_that_did_not_run_succeeded(home, job):
     repaired = q.get(run.id, history=True)
     assert repaired.status is Status.WAITING, repaired.history[-1]
     assert repaired.error["type"] == "WorkerDied"
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_kill_right_after_the_outcome_is_recorded_leaves_its_files(home, tmp_path, fail):
+    """error.txt (failure) and the OUTPUT copy are written before the outcome is committed,
+    so a worker killed right after the commit leaves a complete run behind."""
+    nb = notebook(tmp_path / "job.ipynb")
+    copy = tmp_path / "copy.ipynb"
+    q = RunQueue(home)
+    run = q.submit(nb, {"fail": fail}, retries=0, output=copy)
+    result = runtool(home, "drain", env={"RUNTOOL_TEST_CRASH_AT": "recorded"})
+    assert result.code == -signal.SIGKILL
+    done = q.get(run.id)
+    assert done.status is (Status.FAILED if fail else Status.SUCCEEDED)
+    assert copy.is_file()
+    assert (tmp_path / "home" / "runs" / str(run.id) / "error.txt").is_file() is fail
