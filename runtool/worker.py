@@ -111,12 +111,12 @@ class Worker:
         self._reconcile()
         if not self.q.store.has_runnable(self.queues, time.time()):
             return 0, "executed 0 run(s)"
-        self.warm_up()
         if not self.q.lock.try_acquire(f"{self.name} drain"):
             holder = self.q.store.executing_elsewhere()
             what = f"run {holder.id}" if holder else "a run"
             return 0, f"another process is executing {what} in {self.q.home}; not starting"
         try:
+            self.warm_up()  # only now: an extra drain leaves without paying for papermill
             while not self.stopping and not self._limits_reached():
                 if self._execute_next() is None:
                     break
