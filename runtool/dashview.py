@@ -326,7 +326,7 @@ STYLE = """<style>
 .rt-msg-ok { background: #e7f5e9; color: #1b5e20; }
 .rt-msg-error { background: #fdecea; color: #8a1c1c; font-weight: 600; }
 .rt-warning { background: #fff3cd; color: #6b4e00; padding: 6px 8px; border-radius: 4px; white-space: normal; }
-.rt-files a { margin: 0 4px; }
+.rt-files a { margin: 0 4px; color: #1565c0; text-decoration: underline; }
 .rt-footer { color: #888; font-size: 11px; }
 .rt-param-help { color: #777; font-size: 12px; margin-left: 8px; }
 .rt-form-note { color: #555; white-space: normal; }

@@ -9,6 +9,7 @@ below) and Voila serves it with the home as root, allowing only files inside run
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -108,6 +109,13 @@ def page_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT_S) -> bool:
     """True once Voila answers (its static script: no kernel started), False if it exited."""
     deadline = time.monotonic() + timeout
@@ -134,6 +142,9 @@ def serve_dashboard(home: Path, port: int = 8866, host: str = "127.0.0.1", open_
     elif not port_is_free(host, port):
         print(f"runtool: port {port} on {host} is in use; pick another with --port", file=sys.stderr)
         return 1
+    if not is_loopback(host):
+        print(f"runtool: warning: on {host} everyone who reaches the page acts as this server's user "
+              "(role and all); Voila does not ask who they are", file=sys.stderr)
     notebook = stage_notebook(home)
     env = dict(os.environ, RUNTOOL_HOME=str(home), RUNTOOL_DASHBOARD_ROOT=str(home),
                RUNTOOL_DASHBOARD_FILES="/voila/files/")

@@ -309,7 +309,7 @@ class Dashboard(widgets.VBox):
     def _on_row_click(self, button: widgets.Button) -> None:
         row = self._row_of[button]
         if row.view is not None:
-            self.select(None if row.view.id == self._selected else row.view.id)
+            self.select(row.view.id)
 
     def _on_newer_click(self, _: widgets.Button) -> None:
         self._offset = max(0, self._offset - self._page_size)

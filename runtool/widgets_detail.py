@@ -159,11 +159,11 @@ class RunDetail(widgets.VBox):
             return
         self._run = run
         self.layout.display = ""
-        self._set("title", view.title_html(run, now, paused))
         offered = view.actions_for(run, self._q.can)
         self._show_actions(offered)
         if self._pending and self._pending not in offered:
             self._set_pending(None)
+        self._set("title", view.title_html(run, now, paused))  # after the buttons: pages see both
         self._set("info", view.info_html(run))
         self._set("error", view.error_html(run.error))
         self._set("history", view.history_html(run.history))

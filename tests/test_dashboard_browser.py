@@ -157,13 +157,32 @@ def badge(page, run_id: int):
 
 
 def open_run(page, run_id: int) -> None:
-    page.locator("button.rt-open:visible", has_text=re.compile(rf"^\s*{run_id}\s*$")).click()
-    page.locator(".rt-detail .rt-title", has_text=f"Run {run_id} ").wait_for()
+    """Click the run's row button until its detail shows (rows move when a refresh lands)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    button = page.locator("button.rt-open:visible", has_text=re.compile(rf"^\s*{run_id}\s*$"))
+    title = page.locator(".rt-detail .rt-title", has_text=f"Run {run_id} ")
+    for _ in range(5):
+        try:
+            button.click(timeout=5_000)
+            title.wait_for(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    title.wait_for(timeout=1)
 
 
-def visible_actions(page) -> list[str]:
-    page.wait_for_timeout(300)  # let the action buttons of the new run settle
-    return [t.strip() for t in page.locator(".rt-detail button.rt-action:visible").all_inner_texts()]
+def visible_actions(page, expected: list[str]) -> list[str]:
+    """The action buttons shown, once they equal `expected` or after 5 s.
+
+    The title of a run is drawn after its buttons, so once open_run saw it, an empty list
+    is final; the wait only absorbs a slow page."""
+    deadline = time.monotonic() + 5
+    while True:
+        shown = [t.strip() for t in page.locator(".rt-detail button.rt-action:visible").all_inner_texts()]
+        if shown == expected or time.monotonic() > deadline:
+            return shown
+        page.wait_for_timeout(100)
 
 
 def shoot(page, path: Path) -> None:
@@ -195,18 +214,18 @@ def test_page_shows_runs_with_their_labels(served, pages, tmp_path):
 def test_processing_run_offers_no_cancel_or_delete(served, pages, tmp_path):
     run_id = served.ids["processing"]
     open_run(pages["alice"], run_id)
-    assert visible_actions(pages["alice"]) == ["Force cancel"]
+    assert visible_actions(pages["alice"], ["Force cancel"]) == ["Force cancel"]
     open_run(pages["bob"], run_id)
-    assert visible_actions(pages["bob"]) == []  # an operator: no Force cancel either
+    assert visible_actions(pages["bob"], []) == []  # an operator: no Force cancel either
     open_run(pages["bob"], served.ids["failed"])
-    assert visible_actions(pages["bob"]) == ["Delete", "Retry"]
+    assert visible_actions(pages["bob"], ["Delete", "Retry"]) == ["Delete", "Retry"]
     shoot(pages["bob"], tmp_path / "dashboard-bob.png")
 
 
 def test_cancel_a_waiting_run_from_the_page(served, pages):
     page, run_id = pages["bob"], served.ids["to_cancel"]
     open_run(page, run_id)
-    assert visible_actions(page) == ["Cancel", "Delete"]
+    assert visible_actions(page, ["Cancel", "Delete"]) == ["Cancel", "Delete"]
     page.locator(".rt-detail .rt-action-cancel").click()
     badge(page, run_id).filter(has_text="cancelled").wait_for()
     with RunQueue(served.home) as q:
@@ -233,6 +252,7 @@ def test_delete_needs_the_confirm_click(served, pages, tmp_path):
 
 def test_run_files_and_images(served, pages):
     page, run_id = pages["alice"], served.ids["succeeded"]
+    page.locator(f'.rt-cells[data-run="{served.ids["to_delete"]}"]').wait_for(state="detached")
     open_run(page, run_id)
     image = page.locator(".rt-detail img").first
     image.wait_for()
@@ -243,6 +263,10 @@ def test_run_files_and_images(served, pages):
     base = served.urls["alice"].rstrip("/")
     with urllib.request.urlopen(base + href) as answer:
         assert b'"cells"' in answer.read()
+    page.locator(".rt-detail button", has_text="Open output notebook").click()
+    page.frame_locator("iframe.rt-viewer").locator("text=sleeping").first.wait_for()
+    page.locator(".rt-detail button", has_text="Close output notebook").click()
+    page.locator("iframe.rt-viewer").wait_for(state="detached")
     for forbidden in ("/voila/files/runtool.db", "/voila/files/runtool.toml", "/voila/files/dashboard.ipynb"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(base + forbidden)
@@ -292,6 +316,50 @@ def test_force_cancel_then_submit_and_watch_it_finish(served, pages, tmp_path):
     footer = page.locator(".rt-footer").inner_text()
     took = int(re.search(r"refresh took (\d+) ms", footer).group(1))
     assert took < 100, footer
+
+
+REPO_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.mark.skipif(not os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOT"),
+                    reason="set RUNTOOL_DASHBOARD_SCREENSHOT=docs/dashboard.png to take the README picture")
+def test_readme_screenshot(browser_context, tmp_path):
+    """The README's picture: the real training and detection notebooks, one of each label."""
+    home, training, detection = tmp_path / "home", REPO_NOTEBOOKS / "training.ipynb", REPO_NOTEBOOKS / "detection.ipynb"
+    home.mkdir()
+    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    with RunQueue(home, user="alice") as q:
+        trained = q.submit(training, {"C": 10.0}, tags={"project": "digits"})
+        shown = q.submit(detection, {"n_scenes": 8}, after=trained.id, tags={"project": "digits"})
+        q.submit(detection, {"score_threshold": 1.5}, after=trained.id, retries=0)
+    assert cli(home, "drain").returncode == 0
+    with RunQueue(home, user="bob") as q:
+        long = q.submit(detection, {"n_scenes": 3000, "scene_seed": 7}, after=trained.id)
+        q.submit(training, {"C": 3.0, "seed": 1}, delay="2h", tags={"project": "digits"})
+        waiting = q.submit(training, {"gamma": 0.002}, queue="gpu")
+        q.submit(detection, {"nms_iou": 0.5}, after=waiting.id, queue="gpu")
+    env = _jupyter_env(tmp_path / "jupyter", "alice")
+    worker = start([*RUNTOOL, "--home", str(home), "worker", "--queue", "default"], env, tmp_path / "worker.log")
+    server = None
+    try:
+        wait_for(lambda: RunQueue(home).get(long.id).progress_done, 120, what="a processing run")
+        port = free_port()
+        server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
+                       env, tmp_path / "dashboard.log")
+        wait_for(lambda: "at http" in (tmp_path / "dashboard.log").read_text(), 60, what="the dashboard")
+        page = browser_context.new_page()
+        page.set_viewport_size({"width": 1360, "height": 1800})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.locator(".rt-cells[data-run]").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        open_run(page, shown.id)
+        page.locator(".rt-detail img").first.wait_for()
+        page.wait_for_timeout(1000)
+        shoot(page, Path(os.environ["RUNTOOL_DASHBOARD_SCREENSHOT"]))
+        page.close()
+    finally:
+        if server is not None:
+            stop(server)
+        stop(worker, signals=2)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python tests/test_dashboard_browser.py` runs this file

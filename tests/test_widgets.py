@@ -504,6 +504,12 @@ def test_voila_command_culls_kernels_and_serves_only_run_files(tmp_path):
     assert denied.fullmatch("runs/3/.secret")
 
 
+def test_loopback_hosts():
+    assert serve.is_loopback("127.0.0.1") and serve.is_loopback("::1") and serve.is_loopback("localhost")
+    assert not serve.is_loopback("0.0.0.0") and not serve.is_loopback("example.org")
+    assert serve.page_url("0.0.0.0", 8866) == "http://127.0.0.1:8866/"
+
+
 def test_serve_refuses_a_port_in_use(tmp_path, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
