@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,9 @@ from .models import FINISHED, TRANSITIONS, Run, Status, to_json
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
+"""Seconds a write waits for another connection's lock before giving up."""
+#: Overrides BUSY_TIMEOUT_S (a duration: `5`, `5s`, `2m`); the fault tests set it to seconds.
+BUSY_TIMEOUT_VAR = "RUNTOOL_BUSY_TIMEOUT"
 _SCHEMA = """
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,18 +58,29 @@ _RUNNABLE = """status = 'waiting' AND ready = 1 AND (not_before IS NULL OR not_b
     AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
 
 
+def busy_timeout() -> float:
+    """BUSY_TIMEOUT_S, or the duration in $RUNTOOL_BUSY_TIMEOUT."""
+    text = os.environ.get(BUSY_TIMEOUT_VAR)
+    if not text:
+        return BUSY_TIMEOUT_S
+    from .durations import parse_duration
+
+    return parse_duration(text, BUSY_TIMEOUT_VAR)
+
+
 class Store:
     """One SQLite database of runs; `runs_dir` only fills in each record's run_dir."""
 
     def __init__(self, db_path: Path, runs_dir: Path) -> None:
         self.path = db_path
         self.runs_dir = runs_dir
+        self.busy_timeout = busy_timeout()
         with self._errors():
             self._conn = sqlite3.connect(
-                db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                db_path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit (a `submit` that returned) is on disk before it returns.
@@ -84,7 +99,7 @@ class Store:
         except sqlite3.Error as exc:
             text = str(exc)
             if "locked" in text or "busy" in text:
-                text = f"locked by another connection for more than {BUSY_TIMEOUT_S:.0f} s"
+                text = f"locked by another connection for more than {self.busy_timeout:g} s"
             raise StoreUnavailable(f"database {self.path}: {text}") from None
 
     @contextmanager
