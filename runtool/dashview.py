@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from . import format as fmt
 from .models import FINISHED, Run, Status
@@ -261,7 +262,7 @@ def files_html(run: Run, files_url: str | None, max_inline_bytes: int = 5_000_00
         name = escape(path.name)
         download = f"run-{run.id}-{name}"
         if files_url:
-            href = f"{files_url}runs/{run.id}/{name}"
+            href = escape(f"{files_url}runs/{run.id}/{quote(path.name)}")
             links.append(f'<a href="{href}" download="{download}" target="_blank">{name}</a>')
         elif (path.name == "output.ipynb" and run.status in FINISHED
               and path.stat().st_size <= max_inline_bytes):

@@ -162,10 +162,13 @@ class SubmitForm(widgets.VBox):
 
     def _load(self, path: str) -> None:
         self._info = None
-        for old in self._inputs.values():
-            old.close()
+        rows = self._fields.children
         self._inputs = {}
         self._fields.children = ()
+        for row in rows:  # the fields of the previous notebook: free their comms
+            for part in row.children:
+                part.close()
+            row.close()
         if not path.strip():
             self._about.value = ""
             return

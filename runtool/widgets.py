@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,8 @@ class Dashboard(widgets.VBox):
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        for widget in reversed(list(_descendants(self))[1:]):
+            widget.close()
         super().close()
         self.queue.close()
 
@@ -338,6 +341,16 @@ class Dashboard(widgets.VBox):
     def _on_form_submit(self, run: Run) -> None:
         self._known = None
         self.refresh()
+
+
+def _descendants(widget: widgets.Widget) -> Iterator[widgets.Widget]:
+    """A widget, its layout and style, and the same for every child, recursively."""
+    yield widget
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, widgets.Widget):
+            yield part
+    for child in getattr(widget, "children", ()):
+        yield from _descendants(child)
 
 
 def _set_options(dropdown: widgets.Dropdown, any_label: str, values: list[str]) -> None:

@@ -240,6 +240,13 @@ def test_detail_shows_parameters_history_error_logs_files_and_images(open_dash, 
     assert "<iframe" in detail._viewer.value and "srcdoc=" in detail._viewer.value
 
 
+def test_close_closes_every_widget(home):
+    dash = Dashboard(home, user="alice", refresh_interval=None)
+    parts = list(_tree(dash))
+    dash.close()
+    assert all(part.comm is None for part in parts)
+
+
 def test_detail_links_into_voila_when_served(home, runs, monkeypatch):
     monkeypatch.setenv("RUNTOOL_DASHBOARD_ROOT", str(home))
     monkeypatch.setenv("RUNTOOL_DASHBOARD_FILES", "/voila/files/")
