@@ -68,6 +68,23 @@ def busy_timeout() -> float:
     return parse_duration(text, BUSY_TIMEOUT_VAR)
 
 
+def _disk_trouble(folder: Path) -> str:
+    """Why the file system may have failed SQLite, which only says 'disk I/O error' or
+    'unable to open database file' when its disk is full or read-only."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return ""
+    if fs.f_flag & os.ST_RDONLY:
+        return f" (the file system of {folder} is read-only)"
+    free = fs.f_bavail * fs.f_frsize
+    if free < 1024 * 1024:
+        return f" (no space left: {free // 1024} KiB free on the file system of {folder})"
+    if not os.access(folder, os.W_OK):
+        return f" (no permission to write in {folder})"
+    return ""
+
+
 class Store:
     """One SQLite database of runs; `runs_dir` only fills in each record's run_dir."""
 
@@ -100,6 +117,8 @@ class Store:
             text = str(exc)
             if "locked" in text or "busy" in text:
                 text = f"locked by another connection for more than {self.busy_timeout:g} s"
+            else:
+                text += _disk_trouble(self.path.parent)
             raise StoreUnavailable(f"database {self.path}: {text}") from None
 
     @contextmanager

@@ -19,12 +19,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import psutil
-
 from helpers import PYTHON, notebook, runtool, spawn, write_config
+
 from runtool import RunQueue, Status
 from runtool.lock import ExecutorLock
 from runtool.models import TRANSITIONS
@@ -39,17 +40,19 @@ marker = ""
 grandchild = True
 """
 TRIAL_BODY = [
-    "import json, os, subprocess, time\n"
-    "def note(event):\n"
-    "    if marker:\n"
-    "        with open(marker, 'a') as f:\n"
-    "            f.write(json.dumps({'run_id': run_id, 'event': event, 'at': time.time(),\n"
-    "                                'pid': os.getpid()}) + '\\n')\n"
-    "note('start')\n"
-    "if grandchild:\n"
-    "    child = subprocess.Popen(['sleep', '300'])\n"
-    "    with open(os.path.join(run_dir, 'grandchild.pid'), 'a') as f:\n"
-    "        f.write(f'{child.pid}\\n')",
+    (
+        "import json, os, subprocess, time\n"
+        "def note(event):\n"
+        "    if marker:\n"
+        "        with open(marker, 'a') as f:\n"
+        "            f.write(json.dumps({'run_id': run_id, 'event': event, 'at': time.time(),\n"
+        "                                'pid': os.getpid()}) + '\\n')\n"
+        "note('start')\n"
+        "if grandchild:\n"
+        "    child = subprocess.Popen(['sleep', '300'])\n"
+        "    with open(os.path.join(run_dir, 'grandchild.pid'), 'a') as f:\n"
+        "        f.write(f'{child.pid}\\n')"
+    ),
     "time.sleep(sleep)",
     "try:\n    if fail:\n        raise ValueError('asked to fail')\nfinally:\n    note('end')",
 ]
@@ -98,7 +101,7 @@ def executions(marker: Path, killed_at: float | None = None) -> list[dict[str, A
 
 def overlaps(execs: list[dict[str, Any]]) -> list[tuple[int, int]]:
     """Pairs of runs whose executions overlapped in time (should be none)."""
-    return [(a["run_id"], b["run_id"]) for a, b in zip(execs, execs[1:]) if b["start"] < a["end"]]
+    return [(a["run_id"], b["run_id"]) for a, b in pairwise(execs) if b["start"] < a["end"]]
 
 
 def history_problems(q: RunQueue, run_id: int) -> list[str]:
@@ -108,7 +111,7 @@ def history_problems(q: RunQueue, run_id: int) -> list[str]:
     problems = []
     if not steps or steps[0] != "waiting":
         problems.append(f"run {run_id}: history does not start with waiting: {steps}")
-    for before, after in zip(steps, steps[1:]):
+    for before, after in pairwise(steps):
         if Status(after) not in TRANSITIONS[Status(before)]:
             problems.append(f"run {run_id}: illegal change {before} -> {after} in {steps}")
     if steps and steps[-1] != run.status.value:
@@ -567,4 +570,4 @@ def submit_storm(root: Path, procs: int, each: int) -> SubmitStorm:
 
 def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
