@@ -14,6 +14,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +84,14 @@ class Dashboard(widgets.VBox):
 
         self._style = widgets.HTML(view.STYLE)
         self._title = widgets.HTML(
-            f'<div class="rt-titlebar">runtool <span class="rt-sub">{q.home} · '
-            f"user {q.user} ({q.role})</span></div>")
+            f'<div class="rt-titlebar">runtool <span class="rt-sub">{escape(str(q.home))} · '
+            f"user {escape(q.user)} ({escape(q.role)})</span></div>")
         self._counts = widgets.HTML()
         self._message = widgets.HTML()
         self._status = widgets.Dropdown(options=[("any status", "")] + [(s, s) for s in STATUSES],
                                         layout=widgets.Layout(width="140px"))
         self._kind = widgets.Dropdown(options=[("any kind", "")], layout=widgets.Layout(width="160px"))
-        self._queue = widgets.Dropdown(options=[("any queue", "")], layout=widgets.Layout(width="160px"))
+        self._queue_filter = widgets.Dropdown(options=[("any queue", "")], layout=widgets.Layout(width="160px"))
         self._text = widgets.Text(placeholder="search notebook, parameters, tags (Enter)",
                                   continuous_update=False, layout=widgets.Layout(width="340px"))
         self._refresh = widgets.Button(description="Refresh", icon="sync",
@@ -114,7 +115,7 @@ class Dashboard(widgets.VBox):
         self._detail = RunDetail(q, on_change=self._on_detail_change, files_url=_files_url(q.home))
         self._form = SubmitForm(q, on_submit=self._on_form_submit)
 
-        for control in (self._status, self._kind, self._queue, self._text):
+        for control in (self._status, self._kind, self._queue_filter, self._text):
             control.observe(self._on_filter_value, "value")
         for row in self._rows:
             row.open_button.on_click(self._on_row_click)
@@ -124,7 +125,7 @@ class Dashboard(widgets.VBox):
         self._pause.on_click(self._on_pause_click)
         self._resume.on_click(self._on_resume_click)
 
-        filters = widgets.HBox([self._status, self._kind, self._queue, self._text, self._refresh])
+        filters = widgets.HBox([self._status, self._kind, self._queue_filter, self._text, self._refresh])
         pager = widgets.HBox([self._newer, self._page, self._older],
                              layout=widgets.Layout(align_items="center"))
         runs = widgets.VBox([filters, self._head, *self._rows, pager, self._detail])
@@ -181,7 +182,7 @@ class Dashboard(widgets.VBox):
         """Filter the table as the controls would (None: any) and show page `page` (from 0)."""
         self._quiet = True
         try:
-            for control, value in ((self._status, status), (self._kind, kind), (self._queue, queue)):
+            for control, value in ((self._status, status), (self._kind, kind), (self._queue_filter, queue)):
                 if value and value not in [v for _, v in control.options]:
                     control.options = [*control.options, (value, value)]
                 control.value = value or ""
@@ -238,7 +239,7 @@ class Dashboard(widgets.VBox):
 
     def _filters(self) -> dict[str, Any]:
         return {"status": self._status.value or None, "kind": self._kind.value or None,
-                "queue": self._queue.value or None, "text": self._text.value.strip() or None}
+                "queue": self._queue_filter.value or None, "text": self._text.value.strip() or None}
 
     def _update_options(self, stored: int) -> None:
         """Kinds, queues and notebook suggestions, re-read only when runs came or went."""
@@ -251,7 +252,7 @@ class Dashboard(widgets.VBox):
         self._quiet = True
         try:
             _set_options(self._kind, "any kind", kinds)
-            _set_options(self._queue, "any queue", queues)
+            _set_options(self._queue_filter, "any queue", queues)
             _set_options(self._pause_target, "every queue", sorted({*queues, "default"}))
         finally:
             self._quiet = False
