@@ -240,7 +240,8 @@ class Store:
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
 
     def counts(self, now: float) -> dict[str, int]:
-        """Runs per label: waiting (runnable now), scheduled, awaiting, retrying and the rest."""
+        """Runs per label: waiting (due now; paused queues included), scheduled, awaiting,
+        retrying, and one count per other status."""
         result = {label: 0 for label in
                   ("waiting", "scheduled", "awaiting", "retrying", "processing", "succeeded",
                    "failed", "cancelled")}
@@ -418,12 +419,16 @@ class Store:
             raise IllegalTransition(run_id, current["status"], action)
         self._history(c, run_id, to, now, by, reason, error)
         if to in FINISHED:
-            for child in c.execute(
-                "SELECT id FROM runs WHERE after_id = ? AND status = 'waiting' AND ready = 0",
-                (run_id,),
-            ).fetchall():
-                self._resolve_child(c, child["id"], run_id, to, now)
+            self._resolve_children(c, run_id, to, now)
         return row
+
+    def _resolve_children(
+        self, c: sqlite3.Connection, parent_id: int, parent: Status | None, now: float
+    ) -> None:
+        for child in c.execute(
+            "SELECT id FROM runs WHERE after_id = ? AND status = 'waiting' AND ready = 0", (parent_id,)
+        ).fetchall():
+            self._resolve_child(c, child["id"], parent_id, parent, now)
 
     def _resolve_child(
         self, c: sqlite3.Connection, child_id: int, parent_id: int, parent: Status | None, now: float
@@ -512,10 +517,7 @@ class Store:
                 raise IllegalTransition(run_id, row["status"], action)
             c.execute("DELETE FROM runs WHERE id = ? AND status = ?", (run_id, row["status"]))
             c.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
-            for child in c.execute(
-                "SELECT id FROM runs WHERE after_id = ? AND status = 'waiting' AND ready = 0", (run_id,)
-            ).fetchall():
-                self._resolve_child(c, child["id"], run_id, None, now)
+            self._resolve_children(c, run_id, None, now)
         return self._run(row)
 
     def finished_before(self, cutoff: float, statuses: Sequence[Status] = tuple(FINISHED)) -> builtins.list[int]:
