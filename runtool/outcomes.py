@@ -56,11 +56,14 @@ def fail_attempt(q: RunQueue, run: Run, error: dict[str, Any], by: str, reason: 
 
 
 def write_error_file(run_dir: Path, error: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
     cell = f"cell {error['cell']}" if error.get("cell") else "no cell"
     text = (f"{error.get('type')}: {error.get('message')}\n({cell})\n\n"
             f"{error.get('traceback') or ''}\n")
-    (run_dir / "error.txt").write_text(text, encoding="utf-8")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(text, encoding="utf-8")
+    except OSError:
+        pass  # a full or read-only disk: the record keeps the error all the same
 
 
 def copy_output(run: Run) -> None:

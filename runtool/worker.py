@@ -12,7 +12,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ import psutil
 
 from . import cleanup, outcomes
 from .api import RunQueue
-from .errors import RunNotFound
+from .errors import RunNotFound, StoreUnavailable
 from .faults import crash_point as _crash_point
 from .models import Run, Status
 from .params import RUNTIME_PARAMETERS, read_notebook
@@ -35,6 +35,8 @@ HEARTBEAT_S = 5.0
 #: How often an idle worker checks whether another process committed (a submission).
 WAKE_CHECK_S = 0.1
 RETENTION_EVERY_S = 3600.0
+#: Seconds between two tries while the store is unavailable (locked, read-only, disk full).
+STORE_RETRY_S = 5.0
 
 
 def setup_logging() -> None:
@@ -95,12 +97,19 @@ class Worker:
     def serve(self) -> int:
         """The `worker` command: run until told to stop; 0 on a graceful stop."""
         self.warm_up()
-        self._reconcile()
+        reconciled = False
         log.info("worker %s serving %s", self.name, ", ".join(self.queues) or "all queues")
         while not self.stopping and not self._limits_reached():
-            self._apply_retention()
-            if self._execute_next() is None:
-                self._sleep_until_work()
+            try:  # a long-lived worker waits out an unavailable store instead of dying
+                if not reconciled:
+                    self._reconcile()
+                    reconciled = True
+                self._apply_retention()
+                if self._execute_next() is None:
+                    self._sleep_until_work()
+            except StoreUnavailable as exc:
+                log.info("%s; trying again in %g s", exc, STORE_RETRY_S)
+                self._pause(STORE_RETRY_S, signals=1)
             if self.signals > 1:
                 return 1
         log.info("worker %s stopped after %d run(s)", self.name, self.executed)
@@ -179,18 +188,20 @@ class Worker:
             parameters = self._parameters(run)
         except Exception as exc:  # the notebook vanished or changed since submit
             error = runner.error_from(exc)
-            outcomes.fail_attempt(self.q, run, error, self.name, f"could not start: {error['message']}")
+            self._until_recorded(run, lambda: outcomes.fail_attempt(
+                self.q, run, error, self.name, f"could not start: {error['message']}"))
             log.info("run %d: could not start: %s", run.id, error["message"])
             return
         child = runner.start(run, parameters, run.kernel)
-        self.q.store.record_processes(run.id, run.attempt, (child.pid, child.ctime), None)
+        self._best_effort(run, lambda: self.q.store.record_processes(
+            run.id, run.attempt, (child.pid, child.ctime), None))
         verdict, status = self._watch(run, child)
         child.read_reports()
         child.close()
         end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=1.0)
         elapsed = time.monotonic() - began
         _crash_point("executed")
-        self._record(run, child, status, verdict, elapsed)
+        self._until_recorded(run, lambda: self._record(run, child, status, verdict, elapsed))
 
     def _parameters(self, run: Run) -> dict[str, Any]:
         declared = read_notebook(run.notebook).parameters
@@ -224,9 +235,10 @@ class Worker:
             select.select([child.reports], [], [], 0.05)
             child.read_reports()
             if "kernel" in child.news:
-                self.q.store.record_processes(run.id, run.attempt, None, child.kernel)
+                self._best_effort(run, lambda: self.q.store.record_processes(
+                    run.id, run.attempt, None, child.kernel))
             if "progress" in child.news or time.monotonic() >= next_beat:
-                self.q.store.heartbeat(run.id, run.attempt, child.progress)
+                self._best_effort(run, lambda: self.q.store.heartbeat(run.id, run.attempt, child.progress))
                 next_beat = time.monotonic() + HEARTBEAT_S
                 if self._cancelled_elsewhere(run):
                     verdict = "cancelled"
@@ -243,7 +255,39 @@ class Worker:
             current = self.q.store.get(run.id)
         except RunNotFound:
             return True
+        except StoreUnavailable:
+            return False  # cannot tell now; asked again at the next heartbeat
         return current.status is not Status.PROCESSING or current.attempt != run.attempt
+
+    def _best_effort(self, run: Run, write: Callable[[], object]) -> None:
+        """A heartbeat or a process record: skipped while the store is unavailable."""
+        try:
+            write()
+        except StoreUnavailable as exc:
+            log.info("run %d: %s; carrying on", run.id, exc)
+
+    def _until_recorded(self, run: Run, record: Callable[[], object]) -> None:
+        """Record an outcome, retrying while the store is unavailable (locked, read-only, full).
+
+        Only a second signal stops the retries: the run then stays processing, for reconcile.
+        """
+        while True:
+            try:
+                record()
+                return
+            except StoreUnavailable as exc:
+                if self.signals > 1:
+                    log.info("run %d: outcome not recorded (%s); reconcile will repair it", run.id, exc)
+                    return
+                log.info("run %d: cannot record the outcome yet: %s; trying again in %g s",
+                         run.id, exc, STORE_RETRY_S)
+                self._pause(STORE_RETRY_S, signals=2)
+
+    def _pause(self, seconds: float, signals: int) -> None:
+        """Sleep, waking early once this many signals have arrived."""
+        until = time.monotonic() + seconds
+        while self.signals < signals and time.monotonic() < until:
+            time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.monotonic())))
 
     def _end(self, run: Run, child: runner.Child) -> None:
         end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=2.0)

@@ -7,9 +7,9 @@ import random
 import signal
 
 import pytest
-
 from fault_checks import MODES, TRIAL_CONFIG, kill_trial, trial_notebook
 from helpers import notebook, runtool, write_config
+
 from runtool import RunQueue, Status
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ from fault_checks import (
     integrity,
     lock_free,
     run_python,
+    trial_notebook,
+    wait_for,
 )
-from helpers import PYTHON, runtool
+from helpers import PYTHON, notebook, runtool, spawn
 
 from runtool import RunQueue, Status
 from runtool.queue import Store
@@ -99,6 +102,36 @@ def test_exclusive_lock_refuses_even_reads_in_one_line(home, job):
     assert integrity(home) == "ok"
 
 
+@pytest.mark.slow
+def test_worker_rides_out_a_lock_held_during_a_run(home, tmp_path):
+    """Held across a run's progress writes and its outcome: the run is not harmed, its
+    outcome is recorded once the lock goes, and the worker carries on with the next run."""
+    nb = trial_notebook(tmp_path)
+    q = RunQueue(home)
+    first = q.submit(nb, {"sleep": 2.0, "grandchild": False})
+    second = q.submit(nb, {"grandchild": False})
+    worker = spawn(home, "worker", "--poll", "0.2s", env=FAST)
+    try:
+        wait_for(lambda: q.get(first.id).kernel_pid, timeout=120)
+        conn = sqlite3.connect(home / "runtool.db", isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(6)  # the sleep cell ends, papermill returns, the worker cannot record
+        assert worker.poll() is None, worker.communicate()
+        assert q.get(first.id).status is Status.PROCESSING
+        conn.execute("ROLLBACK")
+        conn.close()
+        wait_for(lambda: q.get(second.id).status is Status.SUCCEEDED, timeout=120)
+        done = q.get(first.id, history=True)
+        assert (done.status, done.attempt) == (Status.SUCCEEDED, 1)
+        assert [h["status"] for h in done.history] == ["waiting", "processing", "succeeded"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    assert "cannot record the outcome yet: database" in err
+    assert integrity(home) == "ok"
+
+
 # -- full and read-only disks ---------------------------------------------------------------
 
 
@@ -145,6 +178,33 @@ def test_full_disk_refuses_clearly_and_resumes(small_disk, job):
     assert runtool(home, "drain").code == 0
     with RunQueue(home) as q:
         assert [r.status for r in q.list()] == [Status.SUCCEEDED, Status.SUCCEEDED]
+    assert integrity(home) == "ok"
+
+
+@pytest.mark.slow
+def test_worker_survives_a_run_that_fills_the_disk(small_disk, tmp_path):
+    """The run fills the disk and fails; the worker cannot record that until space is freed,
+    then records it and executes the next run."""
+    home = small_disk / "home"
+    filling = notebook(tmp_path / "fill.ipynb", parameters='run_dir = ""\nsize = 0', body=[
+        "import os\nwith open(os.path.join(run_dir, 'big.bin'), 'wb') as f:\n    f.write(b'x' * size)"])
+    q = RunQueue(home)
+    big = q.submit(filling, {"size": 3_000_000}, retries=0)
+    nxt = q.submit(filling, {"size": 10})
+    worker = spawn(home, "worker", "--poll", "0.2s")
+    try:
+        wait_for(lambda: (Path(big.run_dir) / "big.bin").exists(), timeout=120)
+        time.sleep(3)
+        assert worker.poll() is None, worker.communicate()
+        (Path(big.run_dir) / "big.bin").unlink()
+        wait_for(lambda: q.get(nxt.id).status is Status.SUCCEEDED, timeout=120)
+        failed = q.get(big.id)
+        assert failed.status is Status.FAILED and failed.error["type"] in ("OSError", "RunnerDied"), failed.error
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=120)
+        q.close()
+    assert worker.returncode == 0, err
     assert integrity(home) == "ok"
 
 

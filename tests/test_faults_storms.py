@@ -4,9 +4,9 @@ drains and the dashboard refreshes (reduced sizes; the full storms: scripts/faul
 from __future__ import annotations
 
 import pytest
-
 from fault_checks import cron_storm, submit_storm
 from helpers import runtool
+
 from runtool import RunQueue
 from runtool.lock import ExecutorLock
 
