@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import operator
 import re
 import time
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ PRIORITIES = {"high": 10, "normal": 0, "low": -10}
 ON_VALUES = ("success", "failure", "finish")
 _KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_TAG_BYTES = 10_000
+MAX_INTEGER = 2**63 - 1
+"""SQLite's largest integer: the bound of run ids, --limit and --offset."""
 
 
 class RunQueue:
@@ -83,8 +86,11 @@ class RunQueue:
         prio = _priority(priority)
         if on not in ON_VALUES:
             raise InvalidInput(f"bad --on {on!r}: expected success, failure or finish")
-        if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 1):
-            raise InvalidInput(f"bad --after {after!r}: expected a run id")
+        if after is not None:
+            try:
+                after = _run_id(after)
+            except InvalidInput:
+                raise InvalidInput(f"bad --after {str(after)[:40]!r}: expected a run id") from None
         if retries is None:
             retries = self.settings.retries
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
@@ -134,9 +140,7 @@ class RunQueue:
         offset: int = 0,
     ) -> builtins.list[Run]:
         statuses = _statuses(status)
-        if limit < 0 or offset < 0:
-            raise InvalidInput("--limit and --offset must be >= 0")
-        return self.store.list(statuses, queue, kind, text, limit, offset)
+        return self.store.list(statuses, queue, kind, text, _count(limit, "--limit"), _count(offset, "--offset"))
 
     def count(self, status: Sequence[str] | str | None = None, queue: str | None = None,
               kind: str | None = None, text: str | None = None) -> int:
@@ -189,15 +193,30 @@ class RunQueue:
 
 
 def _run_id(value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidInput(f"bad run id {value!r}")
-    try:
-        run_id = int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"bad run id {str(value)[:40]!r}: expected a positive whole number") from None
-    if run_id < 1 or run_id > 2**63 - 1:
+    """A run id: a whole number, or its decimal digits as text (not 1.5, "1e3", "٣" or True)."""
+    number = _whole(value)
+    if number is None or not 1 <= number <= MAX_INTEGER:
         raise InvalidInput(f"bad run id {str(value)[:40]!r}: expected a positive whole number")
-    return run_id
+    return number
+
+
+def _count(value: Any, what: str) -> int:
+    number = _whole(value)
+    if number is None or not 0 <= number <= MAX_INTEGER:
+        raise InvalidInput(f"bad {what} {str(value)[:40]!r}: expected a whole number >= 0")
+    return number
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text.isascii() and text.isdigit() else None
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _priority(value: int | str) -> int:
