@@ -120,6 +120,9 @@ class Store:
             else:
                 text += _disk_trouble(self.path.parent)
             raise StoreUnavailable(f"database {self.path}: {text}") from None
+        except UnicodeEncodeError as exc:  # lone surrogates: argv or file names with undecodable bytes
+            near = exc.object[max(0, exc.start - 30): exc.end + 30] if isinstance(exc.object, str) else ""
+            raise InvalidInput(f"bad text {near!r}: not valid UTF-8") from None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
