@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .errors import InvalidInput
-from .params import NotebookInfo, from_cli_text
+from .params import NotebookInfo, from_cli_text, read_regular_file
 
 
 def gather_parameters(info: NotebookInfo, pairs: tuple[tuple[str, str], ...], yaml_text: str | None,
@@ -14,11 +14,11 @@ def gather_parameters(info: NotebookInfo, pairs: tuple[tuple[str, str], ...], ya
     """-f file, then -y YAML, then --params-json, then -p pairs (later ones win)."""
     parameters: dict[str, Any] = {}
     if yaml_file is not None:
+        label = f"bad -f {yaml_file}"
         try:
-            with open(yaml_file, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"bad -f {yaml_file}: cannot read: {exc}") from None
+            text = read_regular_file(yaml_file, label, missing="cannot read: no such file").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{label}: cannot read: {exc}") from None
         parameters.update(_yaml_mapping(text, f"-f {yaml_file}"))
     if yaml_text is not None:
         parameters.update(_yaml_mapping(yaml_text, "-y"))

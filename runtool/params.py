@@ -11,6 +11,8 @@ import ast
 import io
 import json
 import math
+import os
+import stat
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +44,12 @@ class NotebookInfo:
 
 def read_notebook(path: str | Path) -> NotebookInfo:
     """Parse the notebook at `path`; InvalidInput names the file and what is wrong with it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInput(f"bad notebook {_short(path)}: expected a path")
     nb_path = Path(path).expanduser().absolute()
     label = f"notebook {path}"
     try:
-        with open(nb_path, "rb") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise InvalidInput(f"{label}: not found") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{label}: is a folder, not a notebook") from None
-    except OSError as exc:
-        raise InvalidInput(f"{label}: cannot read: {exc.strerror}") from None
+        data = json.loads(read_regular_file(nb_path, label, "not a notebook"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(f"{label}: not valid notebook JSON ({_first_line(exc)})") from None
     if not isinstance(data, dict) or data.get("nbformat") != 4 or not isinstance(data.get("cells"), list):
@@ -65,6 +62,33 @@ def read_notebook(path: str | Path) -> NotebookInfo:
     if cell is None:
         return NotebookInfo(nb_path, kernel, {}, False)
     return NotebookInfo(nb_path, kernel, _declared(cell, label), True)
+
+
+def read_regular_file(path: str | Path, label: str, folder: str = "not a file",
+                      missing: str = "not found") -> bytes:
+    """The bytes of a regular file; InvalidInput names `label` for anything else.
+
+    Opened without blocking and checked before reading: a FIFO would wait for a writer
+    forever, and /dev/zero or /dev/urandom would be read until memory runs out.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InvalidInput(f"{label}: {missing}") from None
+    except OSError as exc:
+        raise InvalidInput(f"{label}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidInput(f"{label}: is a folder, {folder}")
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"{label}: not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InvalidInput(f"{label}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _parameters_cell(cells: list[Any]) -> str | None:
