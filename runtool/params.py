@@ -58,7 +58,7 @@ def read_notebook(path: str | Path) -> NotebookInfo:
     spec = meta.get("kernelspec") if isinstance(meta, dict) else None
     name = spec.get("name") if isinstance(spec, dict) else None
     kernel = name if isinstance(name, str) and name else None
-    cell = _parameters_cell(data["cells"])
+    cell = _parameters_cell(data["cells"], label)
     if cell is None:
         return NotebookInfo(nb_path, kernel, {}, False)
     return NotebookInfo(nb_path, kernel, _declared(cell, label), True)
@@ -91,7 +91,7 @@ def read_regular_file(path: str | Path, label: str, folder: str = "not a file",
         os.close(fd)
 
 
-def _parameters_cell(cells: list[Any]) -> str | None:
+def _parameters_cell(cells: list[Any], label: str) -> str | None:
     for cell in cells:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -99,7 +99,11 @@ def _parameters_cell(cells: list[Any]) -> str | None:
         tags = meta.get("tags") if isinstance(meta, dict) else None
         if isinstance(tags, list) and "parameters" in tags:
             source = cell.get("source", "")
-            return "".join(source) if isinstance(source, list) else str(source)
+            if isinstance(source, list) and all(isinstance(line, str) for line in source):
+                return "".join(source)
+            if not isinstance(source, str):
+                raise InvalidInput(f"{label}: parameters cell source is not text")
+            return source
     return None
 
 
@@ -108,6 +112,8 @@ def _declared(source: str, label: str) -> dict[str, Parameter]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError) as exc:
         raise InvalidInput(f"{label}: parameters cell is not valid Python ({_first_line(exc)})") from None
+    except (RecursionError, MemoryError):  # nested deeper than the parser can follow
+        raise InvalidInput(f"{label}: parameters cell is nested too deeply to read") from None
     comments = _comments(source)
     found: dict[str, Parameter] = {}
     for node in tree.body:
@@ -129,10 +135,8 @@ def _declared(source: str, label: str) -> dict[str, Parameter]:
 
 
 def _type_name(annotation: ast.expr | None, default: Any) -> str:
-    if annotation is not None:
-        text = ast.unparse(annotation)
-        if text in _TYPES:
-            return text
+    if isinstance(annotation, ast.Name) and annotation.id in _TYPES:
+        return annotation.id
     for name, kind in _TYPES.items():
         if type(default) is kind:
             return name
