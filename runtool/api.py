@@ -12,7 +12,7 @@ from typing import Any
 
 from . import permissions
 from .config import DB_FILE, LOCK_FILE, RUNS_DIR, check_queue_name, current_user, load_settings, resolve_home
-from .durations import parse_duration
+from .durations import check_time, parse_duration
 from .errors import InvalidInput
 from .lock import ExecutorLock
 from .models import Run, Status
@@ -102,7 +102,7 @@ class RunQueue:
         if delay is not None:
             not_before = time.time() + parse_duration(delay, "delay")
         elif at is not None:
-            not_before = float(at)
+            not_before = check_time(at, "--at")
         info = read_notebook(notebook)
         kernel_name = kernel or info.kernel
         if not kernel_name:

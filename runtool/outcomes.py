@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .durations import MAX_DURATION_S
 from .errors import IllegalTransition
 from .faults import crash_point
 from .models import Run, Status
@@ -41,7 +42,8 @@ def fail_attempt(q: RunQueue, run: Run, error: dict[str, Any], by: str, reason: 
         copy_output(run)
     try:
         if retrying:
-            delay = q.settings.retry_base_delay * 2 ** (run.attempt - 1)
+            # capped: doubling 100 years of base delay would reach years no one can show
+            delay = min(q.settings.retry_base_delay * 2 ** (run.attempt - 1), MAX_DURATION_S)
             again = f"{reason}; retry {run.attempt} of {run.max_attempts - 1} in {delay:g} s"
             result = q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by, again,
                                         "record failure", error=error,
