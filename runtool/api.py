@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import operator
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -104,13 +105,15 @@ class RunQueue:
         elif at is not None:
             not_before = check_time(at, "--at")
         info = read_notebook(notebook)
+        if kernel is not None and not isinstance(kernel, str):
+            raise InvalidInput(f"bad kernel {str(kernel)[:40]!r}: expected a kernel name")
         kernel_name = kernel or info.kernel
         if not kernel_name:
             raise InvalidInput(f"notebook {notebook}: names no kernel; pass --kernel NAME")
         _check_kernel(kernel_name)
         checked = check_parameters(info, parameters or {})
         kind = kind if kind is not None else info.path.stem
-        if not _KIND.fullmatch(kind):
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise InvalidInput(f"bad kind {kind!r}: expected 1-64 of A-Z a-z 0-9 _ . -")
         tags = _tags(tags or {})
         output_copy = _output_path(output) if output is not None else None
@@ -254,6 +257,8 @@ def _tags(tags: dict[str, Any]) -> dict[str, str]:
 
 
 def _output_path(output: str | Path) -> str:
+    if not isinstance(output, (str, os.PathLike)):
+        raise InvalidInput(f"bad OUTPUT {str(output)[:40]!r}: expected a path")
     path = Path(output).expanduser().absolute()
     if not path.parent.is_dir():
         raise InvalidInput(f"bad OUTPUT {output}: folder {path.parent} does not exist")
