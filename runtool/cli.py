@@ -23,7 +23,9 @@ STATUSES = ("waiting", "processing", "succeeded", "failed", "cancelled")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"runtool: {message}", err=True)
+    from .errors import one_line
+
+    click.echo(f"runtool: {one_line(message)}", err=True)
     sys.exit(code)
 
 

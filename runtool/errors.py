@@ -7,10 +7,18 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped: a file name may hold one, an error may not."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class RuntoolError(Exception):
     """Base of every error runtool raises on purpose; its str() is one line."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class InvalidInput(RuntoolError):
