@@ -188,11 +188,12 @@ class RunQueue:
 
     def pause(self, queue: str | None = None) -> None:
         self.require("pause")
-        self.store.pause(check_queue_name(queue) if queue else "*", self.user)
+        # None means every queue; "" (an unset shell variable, say) is a bad name, not "all"
+        self.store.pause(check_queue_name(queue) if queue is not None else "*", self.user)
 
     def resume(self, queue: str | None = None) -> None:
         self.require("pause")
-        self.store.resume(check_queue_name(queue) if queue else None)
+        self.store.resume(check_queue_name(queue) if queue is not None else None)
 
 
 def _run_id(value: Any) -> int:
