@@ -173,7 +173,10 @@ def check_value(param: Parameter, value: Any) -> Any:
             f"(declared as {param.name} = {_short(param.default)})"
         )
     if expected == "float":
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise InvalidInput(f"bad value for parameter {param.name!r}: a number too large for a float") from None
     _check_json(param.name, value)
     return value
 
@@ -220,8 +223,9 @@ def check_parameters(info: NotebookInfo, given: dict[str, Any]) -> dict[str, Any
 def _check_json(name: str, value: Any) -> None:
     try:
         json.dumps(value, allow_nan=False)
-    except ValueError:
-        raise InvalidInput(f"bad value for parameter {name!r}: NaN and infinity are not allowed") from None
+    except ValueError as exc:
+        why = "NaN and infinity are not allowed" if "float" in str(exc) else "a number too large to write"
+        raise InvalidInput(f"bad value for parameter {name!r}: {why}") from None
     except (TypeError, RecursionError):
         raise InvalidInput(f"bad value for parameter {name!r}: not representable as JSON") from None
     if isinstance(value, float) and not math.isfinite(value):
@@ -229,7 +233,10 @@ def _check_json(name: str, value: Any) -> None:
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of more than 4300 digits, a deep nest
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
