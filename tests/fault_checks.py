@@ -161,6 +161,17 @@ def integrity(home: Path) -> str:
         conn.close()
 
 
+def state(home: Path) -> tuple:
+    """Everything a refused request must leave alone: every table's rows, and runs/."""
+    conn = sqlite3.connect(home / "runtool.db")
+    try:
+        tables = tuple(tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())
+                       for t in ("runs", "history", "paused"))
+    finally:
+        conn.close()
+    return tables, tuple(sorted(p.name for p in (home / "runs").iterdir()))
+
+
 def lock_free(home: Path) -> bool:
     return ExecutorLock(home / "executor.lock").is_free()
 

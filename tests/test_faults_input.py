@@ -14,13 +14,13 @@ import io
 import json
 import math
 import os
-import sqlite3
 import string
 from pathlib import Path
 
 import hypothesis.strategies as st
 import psutil
 import pytest
+from fault_checks import state
 from helpers import JOB_PARAMETERS, Result, notebook, runtool, write_config
 from hypothesis import HealthCheck, example, given, settings
 
@@ -51,17 +51,6 @@ def cli(home: Path, *args: str) -> Result:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return Result(code, out.getvalue(), err.getvalue())
-
-
-def state(home: Path) -> tuple:
-    """Everything a refused command must leave alone: rows of every table, and runs/."""
-    conn = sqlite3.connect(home / "runtool.db")
-    try:
-        tables = tuple(tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())
-                       for t in ("runs", "history", "paused"))
-    finally:
-        conn.close()
-    return tables, tuple(sorted(p.name for p in (home / "runs").iterdir()))
 
 
 def refused(result: Result, code: int = 2) -> str:
@@ -481,3 +470,26 @@ def test_library_errors_are_one_line(fuzz_home):
             with pytest.raises(RuntoolError) as caught:
                 q.submit(bad)
             assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+
+
+CODE_LIKE = ['"; import os; os._exit(3); "', "'''", '"""', "\\", "\\'", '\\"', "\n", "\r\n", "\u2028", "\x00",
+             "{run_id}", "%s %(x)s", "é😀中\U0010ffff", "__import__('os').system('touch PWNED')",
+             "#", "\\u0041", "${HOME}", "`id`", "a" * 100_000]
+
+
+@pytest.mark.slow
+def test_hostile_values_reach_the_notebook_unchanged(home, tmp_path):
+    """Code-like, quoting, control and huge values are data to the notebook, never code."""
+    nb = notebook(tmp_path / "echo.ipynb", parameters='label = "a"\nitems = None\nn = 1\nx = 0.5\nrun_dir = ""\n',
+                  body=["import json, os\n"
+                        "with open(os.path.join(run_dir, 'echo.json'), 'w') as f:\n"
+                        "    json.dump({'label': label, 'items': items, 'n': n, 'x': x}, f)"])
+    given = {"label": "'''\"\"\"\\\n" + CODE_LIKE[0], "n": 2**70, "x": 5e-324,
+             "items": [CODE_LIKE, {s[:50]: s[:50] for s in CODE_LIKE}, [[[None, True, -0.0]]]]}
+    with RunQueue(home) as q:
+        run = q.submit(nb, given)
+        assert runtool(home, "drain").code == 0
+        assert q.get(run.id).status.value == "succeeded", q.get(run.id).error
+    echoed = json.loads((Path(run.run_dir) / "echo.json").read_text())
+    assert echoed == json.loads(json.dumps(given))
+    assert not (tmp_path / "PWNED").exists()
