@@ -1,0 +1,218 @@
+"""The four stores compared in item 3, behind one small interface.
+
+Each adapter uses the library's own public calls, with WAL and `synchronous = FULL` (every
+commit is fsynced before it returns: a submitted run survives a power cut), and a 60 s busy
+timeout so that contention waits instead of failing.
+
+| store | enqueue | claim | complete |
+|---|---|---|---|
+| runtool | `Store.insert` | `Store.claim` | `Store.transition(processing -> succeeded)` |
+| Huey `SqliteStorage` | `enqueue` | `dequeue` (deletes the task) | `put_data` (the result store) |
+| persist-queue `SQLiteAckQueue` | `put` | `get(block=False)` | `ack` |
+| litequeue `LiteQueue` | `put` | `pop` | `done` |
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import common
+
+SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+BUSY_TIMEOUT_S = 60
+
+
+def payload(i: int) -> dict[str, Any]:
+    """What a queued notebook run carries, for the peers that store an opaque message."""
+    return {"n": i, "notebook": "/bench/detection.ipynb", "parameters": {"threshold": 0.5, "n": i},
+            "tags": {"batch": str(i // 100)}, "queue": "default"}
+
+
+class Adapter:
+    name = ""
+    default_sync = ""
+    notes = ""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def enqueue(self, i: int) -> None:
+        raise NotImplementedError
+
+    def claim(self) -> tuple[int, Any] | None:
+        """(the item's number, a handle for `complete`), or None when nothing is waiting."""
+        raise NotImplementedError
+
+    def complete(self, handle: Any) -> None:
+        raise NotImplementedError
+
+    def synchronous(self) -> str:
+        raise NotImplementedError
+
+    def fill_finished(self, count: int) -> None:
+        for i in range(count):
+            self.enqueue(i)
+            claimed = self.claim()
+            assert claimed is not None
+            self.complete(claimed[1])
+
+    def close(self) -> None:
+        pass
+
+
+class Runtool(Adapter):
+    name = "runtool"
+    default_sync = "FULL"
+    notes = "guarded UPDATE ... RETURNING in BEGIN IMMEDIATE, partial index on waiting runs; history row per change"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        from runtool import RunQueue
+        from runtool.models import Status
+
+        self._status = Status
+        self.q = RunQueue(folder / "home", user="bench")
+        self.store = self.q.store
+        self.pid = os.getpid()
+
+    def enqueue(self, i: int) -> None:
+        self.store.insert(common.run_fields(i), "bench")
+
+    def claim(self) -> tuple[int, Any] | None:
+        run = self.store.claim(None, "bench", self.pid, 0.0)
+        return None if run is None else (run.parameters["n"], run)
+
+    def complete(self, handle: Any) -> None:
+        s = self._status
+        self.store.transition(handle.id, [s.PROCESSING], s.SUCCEEDED, "bench", "done",
+                              "record success", attempt=handle.attempt)
+
+    def synchronous(self) -> str:
+        # Read from the source rather than by SQL: only runtool/queue.py speaks SQL to it.
+        from runtool.queue import Store
+
+        source = inspect.getsource(Store.__init__)
+        return "FULL" if "PRAGMA synchronous = FULL" in source else "unknown"
+
+    def fill_finished(self, count: int) -> None:
+        self.close()
+        common.copy_store(common.runtool_fixture(count), self.folder / "home" / "runtool.db")
+        self.__init__(self.folder)  # type: ignore[misc]
+
+    def close(self) -> None:
+        self.q.close()
+
+
+class Huey(Adapter):
+    name = "Huey SqliteStorage"
+    default_sync = "FULL (SQLite default; fsync=None leaves it)"
+    notes = "dequeue = SELECT then DELETE in BEGIN EXCLUSIVE; finished tasks leave the task table, results go to kv"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        from huey.storage import SqliteStorage
+
+        self.storage = SqliteStorage(name="bench", filename=str(folder / "huey.db"), fsync=True,
+                                     timeout=BUSY_TIMEOUT_S)
+
+    def enqueue(self, i: int) -> None:
+        self.storage.enqueue(pickle.dumps(payload(i)))
+
+    def claim(self) -> tuple[int, Any] | None:
+        data = self.storage.dequeue()
+        if data is None:
+            return None
+        message = pickle.loads(data)
+        return message["n"], message["n"]
+
+    def complete(self, handle: Any) -> None:
+        self.storage.put_data(f"result:{handle}", pickle.dumps("succeeded"), is_result=True)
+
+    def synchronous(self) -> str:
+        return SYNC_NAMES[self.storage.conn.execute("PRAGMA synchronous").fetchone()[0]]
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+class PersistQueue(Adapter):
+    name = "persist-queue SQLiteAckQueue"
+    default_sync = "FULL (SQLite default)"
+    notes = "get = SELECT, then a separate UPDATE without a status guard; auto_resume=False"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        from persistqueue import SQLiteAckQueue
+
+        # auto_resume=False: the default (True) puts every unacked item back to ready when
+        # any process opens the queue, which would hand out items other processes hold.
+        self.queue = SQLiteAckQueue(str(folder / "pq"), auto_resume=False, timeout=BUSY_TIMEOUT_S)
+        for conn in {id(c): c for c in (self.queue._getter, self.queue._putter)}.values():
+            conn.execute("PRAGMA synchronous = FULL")
+
+    def enqueue(self, i: int) -> None:
+        self.queue.put(payload(i))
+
+    def claim(self) -> tuple[int, Any] | None:
+        from persistqueue.exceptions import Empty
+
+        try:
+            item = self.queue.get(block=False, raw=True)
+        except Empty:
+            return None
+        return item["data"]["n"], item["pqid"]
+
+    def complete(self, handle: Any) -> None:
+        self.queue.ack(id=handle)
+
+    def synchronous(self) -> str:
+        return SYNC_NAMES[self.queue._putter.execute("PRAGMA synchronous").fetchone()[0]]
+
+    def fill_finished(self, count: int) -> None:
+        # get() rescans acked rows from the start of the table (no index on status), so a
+        # fill through get() is quadratic; ack by id gives the same rows in linear time.
+        for i in range(count):
+            self.queue.put(payload(i))
+        for row in self.queue.queue():
+            self.queue.ack(id=row["id"])
+        self.queue.total = 0
+
+    def close(self) -> None:
+        self.queue.close()
+
+
+class LiteQueue(Adapter):
+    name = "litequeue"
+    default_sync = "NORMAL (set by LiteQueue.__init__)"
+    notes = "pop = UPDATE ... RETURNING in BEGIN IMMEDIATE; done() has no status guard"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        from litequeue import LiteQueue as LQ
+
+        self.lq = LQ(str(folder / "lq.db"), timeout=BUSY_TIMEOUT_S)
+        self.lq.conn.execute("PRAGMA synchronous = FULL")
+
+    def enqueue(self, i: int) -> None:
+        self.lq.put(json.dumps(payload(i)))
+
+    def claim(self) -> tuple[int, Any] | None:
+        message = self.lq.pop()
+        return None if message is None else (json.loads(message.data)["n"], message.message_id)
+
+    def complete(self, handle: Any) -> None:
+        self.lq.done(handle)
+
+    def synchronous(self) -> str:
+        return SYNC_NAMES[self.lq.conn.execute("PRAGMA synchronous").fetchone()[0]]
+
+    def close(self) -> None:
+        self.lq.conn.close()
+
+
+ADAPTERS: dict[str, type[Adapter]] = {a.name: a for a in (Runtool, Huey, PersistQueue, LiteQueue)}
