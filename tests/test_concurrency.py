@@ -85,7 +85,7 @@ def test_eight_submitters_while_a_worker_drains(home, job, tmp_path):
     worker.send_signal(signal.SIGTERM)
     _, worker_err = worker.communicate(timeout=120)
     assert worker.returncode == 0
-    for (out, err), proc in zip(results, submitters):
+    for (_, err), proc in zip(results, submitters):
         assert proc.returncode == 0 and err == "", err
     submitted = [run_id for out, _ in results for run_id in json.loads(out)]
     assert len(submitted) == len(set(submitted)) == 1600
