@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast bench chromium lint clean
+.PHONY: setup demo test test-fast bench soak chromium lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The fault campaign's long soaks (docs/reliability.md): ~15 min; sizes are options of the script.
+soak: $(STAMP)
+	$(BIN)/python scripts/fault_soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtool tests

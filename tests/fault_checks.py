@@ -206,7 +206,10 @@ def summary(values: list[float]) -> dict[str, float]:
 
 #: How a trial kills the worker: at a crash point it honours, or from outside.
 CRASH_POINTS = ("claimed", "executed", "recorded")
-MODES = ("random", "claiming", *CRASH_POINTS)
+#: random: at a random delay after the worker starts (often while it starts or is idle);
+#: random-run: at a random delay after it claimed its first run (in a cell, after the
+#: last cell, while papermill shuts the kernel down or the outcome is recorded).
+MODES = ("random", "random-run", "claiming", *CRASH_POINTS)
 
 
 @dataclass
@@ -237,7 +240,7 @@ def kill_trial(root: Path, mode: str, rng: random.Random, runs: int = 3) -> Kill
     q = RunQueue(home)
     trial = KillTrial(mode)
     plan = {}
-    for i in range(runs):
+    for _ in range(runs):
         fail = rng.random() < 0.25
         run = q.submit(nb, {"sleep": round(rng.uniform(0.0, 1.5), 2), "fail": fail, "marker": str(marker)},
                        retries=0 if fail else 3)
@@ -254,8 +257,12 @@ def kill_trial(root: Path, mode: str, rng: random.Random, runs: int = 3) -> Kill
             holder.execute("BEGIN IMMEDIATE")
         worker = spawn(home, "worker", "--poll", "0.2s", env=env)
         procs.append(worker)
-        if mode == "random":
-            trial.delay = round(rng.uniform(0.5, 2.5 + 1.5 * runs), 2)
+        if mode in ("random", "random-run"):
+            if mode == "random":
+                trial.delay = round(rng.uniform(0.5, 2.5 + 1.5 * runs), 2)
+            else:
+                trial.delay = round(rng.uniform(0.0, 2.5), 2)
+                wait_for(lambda: q.list(status="processing", limit=1), timeout=120, every=0.01)
             try:
                 worker.wait(timeout=trial.delay)
             except subprocess.TimeoutExpired:
@@ -370,6 +377,7 @@ class CronStorm:
     exit_codes: dict[int, int] = field(default_factory=dict)
     executed_by: dict[str, int] = field(default_factory=dict)
     extra_seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     working_seconds: list[float] = field(default_factory=list)
     left_after_storm: int = 0
     problems: list[str] = field(default_factory=list)
@@ -395,9 +403,13 @@ def cron_storm(root: Path, seconds: float, per_second: int, runs: int) -> CronSt
             for _ in range(per_second):
                 started.append((spawn(home, "drain"), time.monotonic()))
             tick += 1.0
-            _collect(started, storm, block=False)
-            time.sleep(max(0.0, tick - time.monotonic()))
-        _collect(started, storm, block=True)
+            while time.monotonic() < tick:  # note each exit within 50 ms
+                _collect(started, storm)
+                time.sleep(0.05)
+        deadline = time.monotonic() + 600
+        while started and time.monotonic() < deadline:
+            _collect(started, storm)
+            time.sleep(0.05)
         storm.left_after_storm = sum(1 for i in ids if q.get(i).status is not Status.SUCCEEDED)
         if storm.left_after_storm:  # the storm was too short for every run: finish them
             final = runtool(home, "drain", timeout=600)
@@ -426,12 +438,16 @@ def cron_storm(root: Path, seconds: float, per_second: int, runs: int) -> CronSt
     return storm
 
 
-def _collect(started: list[tuple[subprocess.Popen, float]], storm: CronStorm, block: bool) -> None:
+def _collect(started: list[tuple[subprocess.Popen, float]], storm: CronStorm) -> None:
+    """Take in the drains that exited (how long each took, what it said)."""
     for proc, at in list(started):
-        if proc.poll() is None and not block:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # also says what CPU it used
+        if not pid:
             continue
-        out, err = proc.communicate(timeout=600)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         took = time.monotonic() - at
+        out, err = proc.communicate(timeout=60)
+        storm.cpu_seconds.append(usage.ru_utime + usage.ru_stime)
         started.remove((proc, at))
         storm.drains += 1
         storm.exit_codes[proc.returncode] = storm.exit_codes.get(proc.returncode, 0) + 1

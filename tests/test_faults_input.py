@@ -481,9 +481,9 @@ CODE_LIKE = ['"; import os; os._exit(3); "', "'''", '"""', "\\", "\\'", '\\"', "
 def test_hostile_values_reach_the_notebook_unchanged(home, tmp_path):
     """Code-like, quoting, control and huge values are data to the notebook, never code."""
     nb = notebook(tmp_path / "echo.ipynb", parameters='label = "a"\nitems = None\nn = 1\nx = 0.5\nrun_dir = ""\n',
-                  body=["import json, os\n"
-                        "with open(os.path.join(run_dir, 'echo.json'), 'w') as f:\n"
-                        "    json.dump({'label': label, 'items': items, 'n': n, 'x': x}, f)"])
+                  body=[("import json, os\n"
+                         "with open(os.path.join(run_dir, 'echo.json'), 'w') as f:\n"
+                         "    json.dump({'label': label, 'items': items, 'n': n, 'x': x}, f)")])
     given = {"label": "'''\"\"\"\\\n" + CODE_LIKE[0], "n": 2**70, "x": 5e-324,
              "items": [CODE_LIKE, {s[:50]: s[:50] for s in CODE_LIKE}, [[[None, True, -0.0]]]]}
     with RunQueue(home) as q:
