@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import outcomes
 from .errors import IllegalTransition
 from .models import FINISHED, Run, Status
-from .processes import alive, end_run
+from .processes import alive, end_run, run_token
 
 if TYPE_CHECKING:
     from .api import RunQueue
@@ -41,7 +41,7 @@ def reconcile(q: RunQueue) -> list[str]:
     for run in q.store.processing():
         if not is_stale(q, run):
             continue
-        ended = end_run(run.run_dir, known_processes(run))
+        ended = end_run(run_token(run.run_dir, run.started_at), known_processes(run))
         verdict, error = _evidence(Path(run.output_path), run.started_at)
         gone = f"worker {run.worker} gone" if not alive(run.worker_pid, run.worker_ctime) else "executor lock free"
         leftovers = f"; ended {ended} leftover process(es)" if ended else ""
@@ -115,7 +115,7 @@ def cancel(q: RunQueue, run_id: int, force: bool, reason: str | None) -> Run:
     q.require("force-cancel")
     cancelled = q.store.transition(run.id, [Status.PROCESSING], Status.CANCELLED, q.user,
                                    f"force-{why}", "force-cancel", attempt=run.attempt)
-    end_run(run.run_dir, known_processes(run))
+    end_run(run_token(run.run_dir, run.started_at), known_processes(run))
     return cancelled
 
 

@@ -2,7 +2,7 @@
 
 A run's processes are found three ways, so that none escapes: the recorded runner and
 kernel (pid plus start time, since pids are reused), their descendants, and any process
-whose environment carries the run's token (a grandchild orphaned by a dead kernel keeps it).
+whose environment carries the attempt's token (a grandchild orphaned by a dead kernel keeps it).
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ import psutil
 TOKEN_VAR = "RUNTOOL_RUN_TOKEN"
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def run_token(run_dir: str, started_at: float | None) -> str:
+    """The token of one attempt: the run folder and the time of the attempt's claim.
+
+    Per attempt, not per run: ending a dead attempt's processes must never reach a later
+    attempt of the same run that a live worker has started meanwhile.
+    """
+    return f"{run_dir}#{started_at!r}"
 
 
 def die_with_parent() -> None:

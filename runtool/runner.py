@@ -29,7 +29,7 @@ from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
 from .models import Run  # noqa: E402
-from .processes import TOKEN_VAR, die_with_parent, identity  # noqa: E402
+from .processes import TOKEN_VAR, die_with_parent, identity, run_token  # noqa: E402
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _report_fd: int | None = None
@@ -157,7 +157,7 @@ def _runner_main(run: Run, parameters: dict[str, Any], kernel: str | None, repor
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     _report_fd = report_fd
-    os.environ[TOKEN_VAR] = run.run_dir
+    os.environ[TOKEN_VAR] = run_token(run.run_dir, run.started_at)
     run_dir = Path(run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, fd in (("stdout.log", 1), ("stderr.log", 2)):

@@ -25,7 +25,7 @@ from .errors import RunNotFound, StoreUnavailable
 from .faults import crash_point as _crash_point
 from .models import Run, Status
 from .params import RUNTIME_PARAMETERS, read_notebook
-from .processes import end_run
+from .processes import end_run, run_token
 
 if TYPE_CHECKING:
     from . import runner
@@ -198,7 +198,8 @@ class Worker:
         verdict, status = self._watch(run, child)
         child.read_reports()
         child.close()
-        end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=1.0)
+        end_run(run_token(run.run_dir, run.started_at), [(child.pid, child.ctime), child.kernel or (None, None)],
+                grace=1.0)
         elapsed = time.monotonic() - began
         _crash_point("executed")
         self._until_recorded(run, lambda: self._record(run, child, status, verdict, elapsed))
@@ -290,7 +291,8 @@ class Worker:
             time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.monotonic())))
 
     def _end(self, run: Run, child: runner.Child) -> None:
-        end_run(run.run_dir, [(child.pid, child.ctime), child.kernel or (None, None)], grace=2.0)
+        end_run(run_token(run.run_dir, run.started_at), [(child.pid, child.ctime), child.kernel or (None, None)],
+                grace=2.0)
 
     def _record(self, run: Run, child: runner.Child, status: int | None, verdict: str, elapsed: float) -> None:
         q, by = self.q, self.name

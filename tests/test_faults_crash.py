@@ -3,12 +3,18 @@ crash point, then `reconcile` and a new `drain` (the long version: scripts/fault
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import signal
+import subprocess
+import time
+from pathlib import Path
 
+import psutil
 import pytest
-from fault_checks import MODES, TRIAL_CONFIG, kill_trial, trial_notebook
-from helpers import notebook, runtool, write_config
+from fault_checks import MODES, TRIAL_CONFIG, kill_trial, reap, trial_notebook, wait_for
+from helpers import PYTHON, notebook, runtool, spawn, write_config
 
 from runtool import RunQueue, Status
 
@@ -70,3 +76,61 @@ def test_kill_right_after_the_outcome_is_recorded_leaves_its_files(home, tmp_pat
     assert done.status is (Status.FAILED if fail else Status.SUCCEEDED)
     assert copy.is_file()
     assert (tmp_path / "home" / "runs" / str(run.id) / "error.txt").is_file() is fail
+
+
+HELD_PARAMETERS = 'hold = ""\nrun_dir = ""\n'
+HELD_BODY = [
+    "import os, subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
+    "open(os.path.join(run_dir, 'grandchild.pid'), 'a').write(f'{child.pid}\\n')",
+    "while os.path.exists(hold):\n    time.sleep(0.05)",
+    "raise ValueError('done holding')",
+]
+
+
+def test_a_late_reconcile_never_ends_a_later_attempt(home, tmp_path):
+    """A reconcile that read a run as processing, then was held up while that attempt's
+    worker finished it and left and another worker started the next attempt, found the first
+    worker gone and ended every process carrying the run's token: the live next attempt's
+    kernel and children (DeadKernelError), and the attempts after it. The hold-up is made
+    real with strace delaying the reconcile's first look at the first worker."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace not installed")
+    write_config(home, TRIAL_CONFIG)
+    hold = tmp_path / "hold"
+    nb = notebook(tmp_path / "held.ipynb", parameters=HELD_PARAMETERS, body=HELD_BODY)
+    q = RunQueue(home)
+    run = q.submit(nb, {"hold": str(hold)}, retries=1)
+    pids = Path(run.run_dir) / "grandchild.pid"
+    hold.touch()
+    first = spawn(home, "worker", "--poll", "0.2s")
+    procs = [first]
+    try:
+        wait_for(lambda: pids.exists() and pids.read_text().strip(), timeout=120)
+        late = subprocess.Popen(
+            ["strace", "-f", "-o", os.devnull, "-P", f"/proc/{first.pid}/stat", "-e", "trace=openat",
+             "-e", "inject=openat:delay_enter=12000000:when=1", PYTHON, "-m", "runtool", "--home", str(home),
+             "reconcile"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(late)
+        time.sleep(3)  # it has read the run as processing; its look at the worker is held up
+        if late.poll() is not None:
+            pytest.skip(f"strace cannot delay syscalls here: {late.communicate()[1].strip()[:200]}")
+        first.send_signal(signal.SIGTERM)  # finish this attempt, then leave
+        hold.unlink()
+        first.communicate(timeout=60)
+        hold.touch()
+        procs.append(spawn(home, "worker", "--poll", "0.2s"))
+        wait_for(lambda: len(pids.read_text().split()) == 2, timeout=120)
+        if late.poll() is not None:
+            pytest.skip("the machine was too slow to stage the race")
+        second = psutil.Process(int(pids.read_text().split()[1]))
+        assert late.wait(timeout=120) == 0
+        assert second.is_running() and second.status() != psutil.STATUS_ZOMBIE, "the late reconcile ended attempt 2"
+        hold.unlink()
+        wait_for(lambda: q.get(run.id).status is Status.FAILED, timeout=120)
+        failed = q.get(run.id, history=True)
+        assert (failed.attempt, failed.error["type"]) == (2, "ValueError"), failed.history
+    finally:
+        hold.unlink(missing_ok=True)
+        procs[-1].send_signal(signal.SIGTERM)
+        reap(procs)
+        q.close()
