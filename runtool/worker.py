@@ -91,8 +91,10 @@ class Worker:
     # -- loops --------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Import papermill once, here, instead of once per run (~1-3 s each time)."""
-        from . import runner  # noqa: F401
+        """Import papermill and fill its caches once, here, instead of in every run."""
+        from . import runner
+
+        runner.prewarm()
 
     def serve(self) -> int:
         """The `worker` command: run until told to stop; 0 on a graceful stop."""
