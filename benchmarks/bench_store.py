@@ -1,6 +1,7 @@
 """Item 3: store operations, runtool vs Huey's SqliteStorage, persist-queue and litequeue.
 
-All four at equal durability: WAL, `synchronous = FULL`, on the same disk. Measured:
+All four at equal durability (WAL, and for each operation the `synchronous` setting runtool
+uses for it: see stores.py), on the same disk. Measured:
 - enqueue/s and claim+complete/s, one process, a fresh store each round;
 - 4 competing processes claiming and completing the same N items: items claimed twice,
   items lost (never handed out), errors, and the combined rate;
@@ -17,6 +18,8 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,23 +156,23 @@ def run(quick: bool) -> dict[str, Any]:
             sync[cls.name] = {"benchmarked": a.synchronous(), "library_default": cls.default_sync,
                               "notes": cls.notes}
             a.close()
-            say(f"  {cls.name}: synchronous {sync[cls.name]['benchmarked']} (library default {cls.default_sync})")
+            say(f"  {cls.name}: synchronous {sync[cls.name]['benchmarked']} (library default: {cls.default_sync})")
     data["synchronous"] = sync
 
     say(f"store: enqueue and claim+complete rates, {n_rate} items x {rounds} rounds")
-    rates = common.interleaved(rounds, {c.name: (lambda c=c: _rates(c, n_rate, disk)) for c in classes}, say)
+    rates = common.interleaved(rounds, {c.name: partial(_rates, c, n_rate, disk) for c in classes}, say)
     data["rates"] = rates
 
     say(f"store: {procs} competing processes over {n_compete} items x {rounds} rounds")
-    compete = common.interleaved(rounds, {c.name: (lambda c=c: _compete(c, n_compete, procs, disk))
+    compete = common.interleaved(rounds, {c.name: partial(_compete, c, n_compete, procs, disk)
                                           for c in classes}, say)
     data["compete"] = compete
 
     say(f"store: claim latency with {finished} finished and {waiting} waiting, {rounds} rounds")
     with common.scratch("fixtures", common.FAST_SCRATCH) as fast:
         fixtures, empties, backlogs = {}, {}, {}
-        for sub in ("full", "empty", "backlog"):
-            (fast / sub).mkdir()
+        for kind in ("full", "empty", "backlog"):
+            (fast / kind).mkdir()
         for cls in classes:
             folder, seconds, size = _fixture(cls, finished, fast / "full")
             fixtures[cls.name] = folder
@@ -178,11 +181,11 @@ def run(quick: bool) -> dict[str, Any]:
             say(f"  {cls.name}: {finished} finished items in {seconds:.1f} s, {size / finished:.0f} bytes each")
             empties[cls.name] = _fixture(cls, 0, fast / "empty")[0]
             backlogs[cls.name] = _fixture(cls, 0, fast / "backlog", backlog)[0]
-        contenders = {}
+        contenders: dict[str, Callable[[], list[float]]] = {}
         for cls in classes:
-            contenders[cls.name] = (lambda c=cls: _claim_latency(c, fixtures[c.name], waiting, disk))
-            contenders[cls.name + " (empty)"] = (lambda c=cls: _claim_latency(c, empties[c.name], waiting, disk))
-            contenders[cls.name + " (backlog)"] = (lambda c=cls: _claim_latency(c, backlogs[c.name], waiting, disk))
+            contenders[cls.name] = partial(_claim_latency, cls, fixtures[cls.name], waiting, disk)
+            contenders[cls.name + " (empty)"] = partial(_claim_latency, cls, empties[cls.name], waiting, disk)
+            contenders[cls.name + " (backlog)"] = partial(_claim_latency, cls, backlogs[cls.name], waiting, disk)
         latency = common.interleaved(rounds, contenders, say)
     data["claim_latency"] = {
         name: {"median_of_round_medians": common.median([common.median(r) for r in rs]),

@@ -10,7 +10,9 @@ Each round executes the same N trivial parameterized notebooks three ways, inter
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,12 @@ def _drain(nb: Path, count: int, folder: Path, tag: str, src: str | None = None)
     started = time.time()
     log = folder / f"drain-{tag}.log"
     env = dict(os.environ, PYTHONPATH=src) if src else None
-    with open(log, "wb") as err:
-        wall = common.run_cmd([common.RUNTOOL, "--home", str(home), "drain"], stderr=err, env=env)
+    try:
+        with open(log, "wb") as err:
+            wall = common.run_cmd([common.RUNTOOL, "--home", str(home), "drain"], stderr=err, env=env)
+    except subprocess.CalledProcessError as exc:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"runtool drain exited {exc.returncode}; the end of its log:\n{tail}") from None
     runs = sorted(q.list(limit=count + 10), key=lambda r: r.id)
     q.close()
     bad = [r.id for r in runs if r.status.value != "succeeded"]
@@ -107,16 +113,18 @@ def run(quick: bool, variants: dict[str, str] | None = None, count: int | None =
             _cli_loop(nb, 1, folder, "warmup")
         _drain(nb, 1, folder, "warmup")
         counter = iter(range(10_000))
-        contenders = {
-            "runtool drain": lambda: _drain(nb, count, folder, str(next(counter))),
+        def drain_with(src: str | None) -> Callable[[], dict[str, Any]]:
+            return lambda: _drain(nb, count, folder, str(next(counter)), src)
+
+        contenders: dict[str, Callable[[], dict[str, Any]]] = {
+            "runtool drain": drain_with(None),
             "papermill CLI loop": lambda: _cli_loop(nb, count, folder, str(next(counter))),
             "warm papermill loop": lambda: _warm_loop(nb, count, folder, str(next(counter))),
         }
         if not cli:
             del contenders["papermill CLI loop"]
         for name, src in (variants or {}).items():
-            contenders[f"runtool drain ({name})"] = (
-                lambda src=src: _drain(nb, count, folder, str(next(counter)), src))
+            contenders[f"runtool drain ({name})"] = drain_with(src)
         results = common.interleaved(rounds, contenders, log=say)
     medians = {name: common.median([r["per_run"] for r in rs]) for name, rs in results.items()}
     stall_free = {name: common.median([r["per_run_stall_free"] for r in rs])

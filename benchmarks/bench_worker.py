@@ -60,7 +60,7 @@ def _latencies(q: Any, nb: Path, count: int, rng: random.Random) -> list[float]:
     for i in range(count):
         time.sleep(rng.uniform(0.2, 1.2))  # idle, at a random phase of the wake-up checks
         run = q.submit(nb, {"n": i}, retries=0)
-        done = _wait_for(lambda: (r := q.get(run.id)).status in FINISHED and r, 120, f"run {run.id}")
+        done = _wait_for(lambda rid=run.id: (r := q.get(rid)).status in FINISHED and r, 120, f"run {run.id}")
         if done.status.value != "succeeded" or done.started_at is None:
             raise RuntimeError(f"run {run.id} ended {done.status.value}: {done.error}")
         latencies.append(done.started_at - done.created_at)

@@ -20,13 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+#: Where results go; run_all.py --quick points it at results/quick/ so that a smoke run
+#: never mixes into the figures of a full run.
+RESULTS = Path(os.environ.get("RUNTOOL_BENCH_RESULTS", ROOT / "benchmarks" / "results"))
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 RUNTOOL = str(BIN / "runtool")
@@ -219,7 +221,7 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
             "max": max(values), "n": len(values), "values": list(values)}
 
 
-def interleaved(rounds: int, contenders: dict[str, Callable[[], Any]],
+def interleaved(rounds: int, contenders: Mapping[str, Callable[[], Any]],
                 log: Callable[[str], None] | None = None) -> dict[str, list[Any]]:
     """Run every contender once per round, round after round (A B C, B C A, C A B, ...).
 
@@ -251,7 +253,7 @@ def _short(value: Any) -> str:
 
 
 def environment() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("runtool", "papermill", "nbclient", "ipykernel", "huey", "persist-queue",
                 "litequeue", "matplotlib", "pyinstrument", "psutil"):
         try:

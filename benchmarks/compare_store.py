@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def main() -> int:
         cmd = [sys.executable, str(Path(__file__)), "--child", "--n", str(args.n), "--backlog", str(args.backlog)]
         return json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
 
-    res = common.interleaved(args.rounds, {name: (lambda s=src: one(s)) for name, src in variants.items()},
+    res = common.interleaved(args.rounds, {name: partial(one, src) for name, src in variants.items()},
                              common.say)
     summary = {name: {k: common.median([r[k] for r in rs]) for k in rs[0] if k != "runtool_file"}
                | {"runtool_file": rs[0]["runtool_file"]} for name, rs in res.items()}

@@ -110,7 +110,7 @@ def plot_store(data: dict[str, Any], img: Path) -> str:
         vals = [[r[key] for r in data["rates"][n]] for n in names]
         _bars(ax, labels, [common.median(v) for v in vals], [min(v) for v in vals],
               [max(v) for v in vals], colors, "{:.0f}")
-        ax.set_title(f"{title} (1 process, synchronous=FULL)")
+        ax.set_title(f"{title} (1 process)")
         ax.tick_params(axis="x", labelsize=7)
     lat = data["claim_latency"]
     series = [("", "#cbd5e0", "empty history"), ("full", None, f"{data['finished']:,} finished"),
@@ -120,10 +120,10 @@ def plot_store(data: dict[str, Any], img: Path) -> str:
     values: list[float] = []
     for k, (kind, color, label) in enumerate(series):
         key = {"": " (empty)", "full": "", "backlog": " (backlog)"}[kind]
-        vals = [lat[n + key]["median_of_round_medians"] * 1000 for n in names]
-        values += vals
+        ms = [lat[n + key]["median_of_round_medians"] * 1000 for n in names]
+        values += ms
         xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
-        axes[2].bar(xs, vals, width=width, color=color or colors, label=label)
+        axes[2].bar(xs, ms, width=width, color=color or colors, label=label)
     axes[2].set_xticks(list(range(len(names))), labels, fontsize=7)
     log = max(values) > 20 * min(values)
     if log:
@@ -283,6 +283,12 @@ so most of its RSS is the worker's pages, shared copy-on-write: its USS is what 
 """
 
 
+def _sync_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return " / ".join(value.get(op, "?") for op in ("enqueue", "claim", "complete"))
+    return str(value)
+
+
 def section_store(d: dict[str, Any] | None, img: Path) -> str:
     if not d:
         return "## 3. Store operations\n\nNot run.\n"
@@ -293,7 +299,7 @@ def section_store(d: dict[str, Any] | None, img: Path) -> str:
         comp = d["compete"][n]
         lat = d["claim_latency"]
         rows.append([
-            n, f"{d['synchronous'][n]['benchmarked']} (default: {d['synchronous'][n]['library_default']})",
+            n, _sync_text(d['synchronous'][n]['benchmarked']) + f" (default: {d['synchronous'][n]['library_default']})",
             f"{enq[n]:.0f}", f"{enq[n] / enq['runtool']:.2f}",
             f"{cyc[n]:.0f}", f"{cyc[n] / cyc['runtool']:.2f}",
             f"{common.median([r['cycle_per_s'] for r in comp]):.0f}",
@@ -311,8 +317,11 @@ def section_store(d: dict[str, Any] | None, img: Path) -> str:
     best = d["fastest_clean_peer"]
     return f"""## 3. Store operations
 
-Each library's own calls (listed in `benchmarks/stores.py`), WAL, `synchronous = FULL` for all
-four (every commit fsynced before it returns), a 60 s busy timeout, files on the same ext4 disk.
+Each library's own calls (listed in `benchmarks/stores.py`), WAL, a 60 s busy timeout, files on
+the same ext4 disk, and equal durability: every store commits each operation with the
+`synchronous` setting runtool uses for it ({_sync_text(d['synchronous']['runtool']['benchmarked'])}
+for enqueue / claim / complete, read from runtool/queue.py: FULL fsyncs before the commit
+returns; NORMAL does not, so a power cut may undo a claim, which leaves the item waiting again).
 Rates: {d['n_rate']} items, one process, a fresh store each round; contention: {d['procs']}
 processes started together claim and complete the same {d['n_compete']} items until the queue is
 empty; claim latency: {d['finished']:,} finished items plus {d['waiting']} waiting (the "empty"
@@ -321,7 +330,7 @@ as after a parameter sweep), each claim timed alone, commit included.
 {d['rounds']} interleaved rounds; medians of rounds; ratios relative to runtool; duplicates,
 losses and errors summed over all rounds.
 
-{_table(["store", "synchronous (library default)", "enqueue/s", "ratio", "claim+complete/s", "ratio",
+{_table(["store", "synchronous: enqueue / claim / complete (library default)", "enqueue/s", "ratio", "claim+complete/s", "ratio",
           f"{d['procs']} procs: claim+complete/s", "claimed twice", "lost", "errors",
           f"claim, {d['finished']:,} finished: median", "p95", "claim, empty: median",
           f"claim, {d.get('backlog', 0):,} more waiting: median", "bytes per finished item"], rows)}
@@ -388,6 +397,10 @@ def build(out: Path, img: Path, meta: dict[str, Any] | None) -> Path:
     img.mkdir(parents=True, exist_ok=True)
     t, w, s, sc = (common.load(n) for n in ("throughput", "worker", "store", "scale"))
     env = next((x["environment"] for x in (t, w, s, sc) if x), common.environment())
+    commits = {name: x["environment"]["commit"] for name, x in
+               (("throughput", t), ("worker", w), ("store", s), ("scale", sc)) if x}
+    if len(set(commits.values())) > 1:  # the core moved while the suite ran
+        env = dict(env, commit=", ".join(f"{c} ({name})" for name, c in commits.items()))
     targets = []
     if t:
         targets += [["1", "drain per run within 1.2x of the warm loop", f"{t.get('ratio_vs_warm_stall_free', t['ratio_vs_warm']):.2f}x without kernel-shutdown stalls ({t['ratio_vs_warm']:.2f}x with)", _ok(t["targets"]["within 1.2x of warm loop"])],
@@ -411,6 +424,12 @@ def build(out: Path, img: Path, meta: dict[str, Any] | None) -> Path:
     if meta:
         runtime = (f"This page came from `{meta['command']}`, which took {meta['total_s'] / 60:.1f} minutes "
                    f"({', '.join(f'{k} {v:.0f} s' for k, v in meta['durations'].items())}).")
+        if meta.get("quick"):
+            runtime += " **A smoke run (`--quick`): small sizes, few rounds; not figures to quote.**"
+        if meta.get("rerun"):
+            runtime += f" Parts run again afterwards with `--only`: {', '.join(meta['rerun'])}."
+        if meta.get("failed"):
+            runtime += f" **Failed: {', '.join(meta['failed'])}** (their sections are missing or stale)."
     v = env["versions"]
     text = f"""# Benchmarks
 
@@ -419,8 +438,8 @@ loop, and general task queues on SQLite (Huey, persist-queue, litequeue). Genera
 `benchmarks/run_all.py` (`make bench`); do not edit by hand: the analysis section comes from
 `benchmarks/analysis.md`. {runtime}
 
-Machine: {env['machine']}, shared with other engineers' test runs (load average at the start
-{", ".join(f"{x:.2f}" for x in env['loadavg'])}). Python {env['python']}, SQLite {env['sqlite']},
+Machine: {env['machine']}, shared with other engineers' test runs (load average
+{", ".join(f"{x:.2f}" for x in env['loadavg'])} over 1, 5, 15 minutes as the first results were saved). Python {env['python']}, SQLite {env['sqlite']},
 papermill {v.get('papermill')}, nbclient {v.get('nbclient')}, ipykernel {v.get('ipykernel')}, huey
 {v.get('huey')}, persist-queue {v.get('persist-queue')}, litequeue {v.get('litequeue')}; runtool at
 {env['commit']}, {env['at']}.

@@ -1,8 +1,8 @@
 """Run the whole benchmark suite and write docs/benchmarks.md with its plots (`make bench`).
 
-    .venv/bin/python benchmarks/run_all.py            # full: about 15 minutes
-    .venv/bin/python benchmarks/run_all.py --quick    # smoke run, about 2 minutes; its page
-                                                      # goes to benchmarks/results/, not docs/
+    .venv/bin/python benchmarks/run_all.py            # full: about 10 minutes
+    .venv/bin/python benchmarks/run_all.py --quick    # smoke run, about 2 minutes; results and
+                                                      # page go to benchmarks/results/quick/
     .venv/bin/python benchmarks/run_all.py --only store scale
 
 Each benchmark runs as its own process (so that one's imports or memory do not colour the
@@ -31,13 +31,16 @@ BENCHES = ("store", "scale", "worker", "throughput")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="run the benchmark suite and write its report")
-    parser.add_argument("--quick", action="store_true", help="smoke run with small sizes (report under benchmarks/results/)")
+    parser.add_argument("--quick", action="store_true", help="smoke run with small sizes (results and page in benchmarks/results/quick/)")
     parser.add_argument("--only", nargs="+", choices=BENCHES, help="run only these; the report uses saved results for the rest")
-    parser.add_argument("--out", help="where to write the page (default docs/benchmarks.md; --quick: benchmarks/results/benchmarks-quick.md)")
+    parser.add_argument("--out", help="where to write the page (default docs/benchmarks.md; --quick: benchmarks/results/quick/benchmarks.md)")
     args = parser.parse_args()
     chosen = args.only or list(BENCHES)
+    if args.quick:
+        common.RESULTS = common.RESULTS / "quick"
+        os.environ["RUNTOOL_BENCH_RESULTS"] = str(common.RESULTS)
     out = Path(args.out) if args.out else (
-        common.RESULTS / "benchmarks-quick.md" if args.quick else common.ROOT / "docs" / "benchmarks.md")
+        common.RESULTS / "benchmarks.md" if args.quick else common.ROOT / "docs" / "benchmarks.md")
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.only:
         for name in BENCHES:  # a full run must not mix in results of an earlier run
@@ -67,10 +70,17 @@ def main() -> int:
     finally:
         shutil.rmtree(fixtures, ignore_errors=True)
     total = time.perf_counter() - started
-    command = "benchmarks/run_all.py" + (" --quick" if args.quick else "") + (
-        f" --only {' '.join(args.only)}" if args.only else "")
-    common.save("run_all", {"command": command, "total_s": total, "durations": durations,
-                            "quick": args.quick, "failed": failed})
+    command = "benchmarks/run_all.py" + (" --quick" if args.quick else "")
+    meta = {"command": command, "total_s": total, "durations": durations, "quick": args.quick,
+            "failed": failed, "rerun": []}
+    earlier = common.load("run_all")
+    if args.only and earlier and earlier.get("quick") == args.quick:
+        # Parts rerun: keep the full run's figures for the rest, and say which were rerun.
+        meta["durations"] = {**earlier["durations"], **durations}
+        meta["total_s"] = sum(meta["durations"].values())
+        meta["rerun"] = sorted(set(earlier.get("rerun", [])) | set(chosen))
+        meta["failed"] = sorted((set(earlier.get("failed", [])) - set(chosen)) | set(failed))
+    common.save("run_all", meta)
     page = report.build(out, out.parent / "img", common.load("run_all"))
     print(f"wrote {page} in {total / 60:.1f} minutes")
     return 1 if failed else 0

@@ -1,8 +1,12 @@
 """The four stores compared in item 3, behind one small interface.
 
-Each adapter uses the library's own public calls, with WAL and `synchronous = FULL` (every
-commit is fsynced before it returns: a submitted run survives a power cut), and a 60 s busy
-timeout so that contention waits instead of failing.
+Each adapter uses the library's own public calls, WAL, and a 60 s busy timeout so that
+contention waits instead of failing. Durability is equal: every store commits each operation
+with the `synchronous` setting runtool uses for it (`policy()`, read from runtool/queue.py:
+FULL, an fsync before the commit returns, for an enqueue and a completion; NORMAL, no fsync,
+for a claim, whose loss in a power cut only leaves the item waiting again). The peers get it
+by a `PRAGMA synchronous` on their connection before each operation, as runtool's own
+`Store._write` does.
 
 | store | enqueue | claim | complete |
 |---|---|---|---|
@@ -25,6 +29,20 @@ import common
 
 SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 BUSY_TIMEOUT_S = 60
+OPERATIONS = ("enqueue", "claim", "complete")
+_policy: dict[str, str] = {}
+
+
+def policy() -> dict[str, str]:
+    """runtool's `synchronous` per operation, read from the source (no SQL outside queue.py)."""
+    if not _policy:
+        from runtool.queue import Store
+
+        full = "FULL" if "PRAGMA synchronous = FULL" in inspect.getsource(Store.__init__) else "unknown"
+        light = "NORMAL" if "synchronous = NORMAL" in inspect.getsource(Store._write) else "unknown"
+        for op, method in (("enqueue", Store.insert), ("claim", Store.claim), ("complete", Store.transition)):
+            _policy[op] = light if "durable=False" in inspect.getsource(method) else full
+    return _policy
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -40,18 +58,45 @@ class Adapter:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._sync_now = ""
 
     def enqueue(self, i: int) -> None:
-        raise NotImplementedError
+        self._sync("enqueue")
+        self._enqueue(i)
 
     def claim(self) -> tuple[int, Any] | None:
         """(the item's number, a handle for `complete`), or None when nothing is waiting."""
-        raise NotImplementedError
+        self._sync("claim")
+        return self._claim()
 
     def complete(self, handle: Any) -> None:
+        self._sync("complete")
+        self._complete(handle)
+
+    def synchronous(self) -> dict[str, str]:
+        """The setting each operation commits with, as read back from the connection."""
+        seen = {}
+        for op in OPERATIONS:
+            self._sync(op)
+            seen[op] = SYNC_NAMES[self._connection().execute("PRAGMA synchronous").fetchone()[0]]
+        return seen
+
+    def _sync(self, op: str) -> None:
+        wanted = policy()[op]
+        if wanted != self._sync_now:
+            self._connection().execute(f"PRAGMA synchronous = {wanted}")
+            self._sync_now = wanted
+
+    def _connection(self) -> Any:
         raise NotImplementedError
 
-    def synchronous(self) -> str:
+    def _enqueue(self, i: int) -> None:
+        raise NotImplementedError
+
+    def _claim(self) -> tuple[int, Any] | None:
+        raise NotImplementedError
+
+    def _complete(self, handle: Any) -> None:
         raise NotImplementedError
 
     def fill_finished(self, count: int) -> None:
@@ -67,7 +112,7 @@ class Adapter:
 
 class Runtool(Adapter):
     name = "runtool"
-    default_sync = "FULL"
+    default_sync = "FULL; NORMAL for claims, heartbeats, pids"
     notes = "guarded UPDATE ... RETURNING in BEGIN IMMEDIATE, partial index on waiting runs; history row per change"
 
     def __init__(self, folder: Path) -> None:
@@ -80,24 +125,23 @@ class Runtool(Adapter):
         self.store = self.q.store
         self.pid = os.getpid()
 
-    def enqueue(self, i: int) -> None:
+    def _sync(self, op: str) -> None:
+        pass  # runtool sets its own, per transaction
+
+    def synchronous(self) -> dict[str, str]:
+        return dict(policy())  # read from its source: only runtool/queue.py speaks SQL to it
+
+    def _enqueue(self, i: int) -> None:
         self.store.insert(common.run_fields(i), "bench")
 
-    def claim(self) -> tuple[int, Any] | None:
+    def _claim(self) -> tuple[int, Any] | None:
         run = self.store.claim(None, "bench", self.pid, 0.0)
         return None if run is None else (run.parameters["n"], run)
 
-    def complete(self, handle: Any) -> None:
+    def _complete(self, handle: Any) -> None:
         s = self._status
         self.store.transition(handle.id, [s.PROCESSING], s.SUCCEEDED, "bench", "done",
                               "record success", attempt=handle.attempt)
-
-    def synchronous(self) -> str:
-        # Read from the source rather than by SQL: only runtool/queue.py speaks SQL to it.
-        from runtool.queue import Store
-
-        source = inspect.getsource(Store.__init__)
-        return "FULL" if "PRAGMA synchronous = FULL" in source else "unknown"
 
     def fill_finished(self, count: int) -> None:
         self.close()
@@ -120,21 +164,21 @@ class Huey(Adapter):
         self.storage = SqliteStorage(name="bench", filename=str(folder / "huey.db"), fsync=True,
                                      timeout=BUSY_TIMEOUT_S)
 
-    def enqueue(self, i: int) -> None:
+    def _connection(self) -> Any:
+        return self.storage.conn
+
+    def _enqueue(self, i: int) -> None:
         self.storage.enqueue(pickle.dumps(payload(i)))
 
-    def claim(self) -> tuple[int, Any] | None:
+    def _claim(self) -> tuple[int, Any] | None:
         data = self.storage.dequeue()
         if data is None:
             return None
         message = pickle.loads(data)
         return message["n"], message["n"]
 
-    def complete(self, handle: Any) -> None:
+    def _complete(self, handle: Any) -> None:
         self.storage.put_data(f"result:{handle}", pickle.dumps("succeeded"), is_result=True)
-
-    def synchronous(self) -> str:
-        return SYNC_NAMES[self.storage.conn.execute("PRAGMA synchronous").fetchone()[0]]
 
     def close(self) -> None:
         self.storage.close()
@@ -152,13 +196,15 @@ class PersistQueue(Adapter):
         # auto_resume=False: the default (True) puts every unacked item back to ready when
         # any process opens the queue, which would hand out items other processes hold.
         self.queue = SQLiteAckQueue(str(folder / "pq"), auto_resume=False, timeout=BUSY_TIMEOUT_S)
-        for conn in {id(c): c for c in (self.queue._getter, self.queue._putter)}.values():
-            conn.execute("PRAGMA synchronous = FULL")
+        assert self.queue._getter is self.queue._putter  # one connection (multithreading=False)
 
-    def enqueue(self, i: int) -> None:
+    def _connection(self) -> Any:
+        return self.queue._putter
+
+    def _enqueue(self, i: int) -> None:
         self.queue.put(payload(i))
 
-    def claim(self) -> tuple[int, Any] | None:
+    def _claim(self) -> tuple[int, Any] | None:
         from persistqueue.exceptions import Empty
 
         try:
@@ -167,11 +213,8 @@ class PersistQueue(Adapter):
             return None
         return item["data"]["n"], item["pqid"]
 
-    def complete(self, handle: Any) -> None:
+    def _complete(self, handle: Any) -> None:
         self.queue.ack(id=handle)
-
-    def synchronous(self) -> str:
-        return SYNC_NAMES[self.queue._putter.execute("PRAGMA synchronous").fetchone()[0]]
 
     def fill_finished(self, count: int) -> None:
         # get() rescans acked rows from the start of the table (no index on status), so a
@@ -196,20 +239,19 @@ class LiteQueue(Adapter):
         from litequeue import LiteQueue as LQ
 
         self.lq = LQ(str(folder / "lq.db"), timeout=BUSY_TIMEOUT_S)
-        self.lq.conn.execute("PRAGMA synchronous = FULL")
 
-    def enqueue(self, i: int) -> None:
+    def _connection(self) -> Any:
+        return self.lq.conn
+
+    def _enqueue(self, i: int) -> None:
         self.lq.put(json.dumps(payload(i)))
 
-    def claim(self) -> tuple[int, Any] | None:
+    def _claim(self) -> tuple[int, Any] | None:
         message = self.lq.pop()
         return None if message is None else (json.loads(message.data)["n"], message.message_id)
 
-    def complete(self, handle: Any) -> None:
+    def _complete(self, handle: Any) -> None:
         self.lq.done(handle)
-
-    def synchronous(self) -> str:
-        return SYNC_NAMES[self.lq.conn.execute("PRAGMA synchronous").fetchone()[0]]
 
     def close(self) -> None:
         self.lq.conn.close()
