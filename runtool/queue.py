@@ -128,11 +128,11 @@ class Store:
     def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; `durable=False` skips the fsync of its commit.
 
-        Non-durable writes are those a power cut may lose without harm: a claim (the run
-        is then waiting again, as reconcile would make it after the worker's death),
-        heartbeats, progress and pids. They survive a killed process all the same (the WAL
-        is in the OS's cache), and the next durable commit's fsync makes them durable too,
-        since the WAL is one file written in order. This halves the fsyncs of a run.
+        Non-durable writes are those a power cut may lose without harm: heartbeats,
+        progress and pids, which mean nothing once the machine is down. They survive a killed
+        process all the same (the WAL is in the OS's cache), and the next durable commit's
+        fsync makes them durable too, since the WAL is one file written in order. A claim
+        stays durable: a run that brings the machine down must still use up its attempts.
         """
         with self._errors():
             if not durable:
@@ -357,7 +357,7 @@ class Store:
     ) -> Run | None:
         """Move the next runnable run to processing for this worker, or return None."""
         now = time.time()
-        with self._write(durable=False) as c:
+        with self._write() as c:
             choices: Sequence[str | None] = list(queues) if queues else [None]
             for queue in choices:
                 # INDEXED BY: left to itself the planner takes runs_status and sorts every
