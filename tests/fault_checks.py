@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from helpers import PYTHON, notebook, runtool, spawn, write_config
+from helpers import PYTHON, notebook, runtool, spawn, wait_for, write_config
 
 from runtool import RunQueue, Status
 from runtool.lock import ExecutorLock
@@ -63,16 +63,6 @@ TRIAL_CONFIG = 'retry_base_delay = "0s"\n'
 def trial_notebook(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return notebook(folder / "trial.ipynb", parameters=TRIAL_PARAMETERS, body=TRIAL_BODY)
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 # -- invariants ---------------------------------------------------------------------------

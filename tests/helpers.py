@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +89,28 @@ def markers(path: Path) -> list[dict]:
 def write_config(home: Path, text: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "runtool.toml").write_text(text)
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.05):
+    """The first truthy value of `predicate()`, polled until `timeout`; AssertionError after."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+#: Roles used by the permission tests: one user per built-in role and a custom one.
+ROLES = """
+[users]
+alice = "admin"
+bob = "operator"
+carol = "viewer"
+dora = "analyst"
+"*" = "viewer"
+
+[roles]
+analyst = ["submit", "delete:job"]
+"""

@@ -10,24 +10,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import notebook, runtool, spawn, write_config
+from helpers import ROLES, notebook, runtool, spawn, wait_for, write_config
 from runtool import IllegalTransition, PermissionDenied, RunQueue, Status
 from runtool.cleanup import apply_retention
 from runtool.processes import alive
 from runtool.worker import Worker
-from test_crash import LONG_BODY, LONG_PARAMETERS, kernel_started, wait_for
-
-ROLES = """
-[users]
-alice = "admin"
-bob = "operator"
-carol = "viewer"
-dora = "analyst"
-"*" = "viewer"
-
-[roles]
-analyst = ["submit", "delete:job"]
-"""
+from test_crash import LONG_BODY, LONG_PARAMETERS, kernel_started
 
 
 @pytest.fixture

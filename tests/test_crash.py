@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import markers, notebook, runtool, spawn, write_config
+from helpers import markers, notebook, runtool, spawn, wait_for, write_config
 from runtool import RunQueue, Status
 from runtool.processes import alive
 
@@ -28,16 +28,6 @@ LONG_BODY = [
 @pytest.fixture
 def long_nb(tmp_path: Path) -> Path:
     return notebook(tmp_path / "long.ipynb", parameters=LONG_PARAMETERS, body=LONG_BODY)
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
 
 
 def kernel_started(q: RunQueue, run_id: int):

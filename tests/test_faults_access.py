@@ -12,22 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 from fault_checks import state
-from helpers import notebook, runtool, write_config
+from helpers import ROLES, notebook, runtool, write_config
 
 from runtool import IllegalTransition, InvalidInput, PermissionDenied, RunQueue
 from runtool.lock import ExecutorLock
-
-ROLES = """
-[users]
-alice = "admin"
-bob = "operator"
-carol = "viewer"
-dora = "analyst"
-"*" = "viewer"
-
-[roles]
-analyst = ["submit", "delete:job"]
-"""
 
 
 @pytest.fixture(scope="module")
