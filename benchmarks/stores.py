@@ -112,7 +112,7 @@ class Adapter:
 
 class Runtool(Adapter):
     name = "runtool"
-    default_sync = "FULL; NORMAL for claims, heartbeats, pids"
+    default_sync = "FULL; NORMAL for heartbeats, progress, pids"
     notes = "guarded UPDATE ... RETURNING in BEGIN IMMEDIATE, partial index on waiting runs; history row per change"
 
     def __init__(self, folder: Path) -> None:
