@@ -37,7 +37,7 @@ STOP_TIMEOUT_S = 20.0
 DASHBOARD_CODE = (
     "# The runtool dashboard: `runtool dashboard` serves this notebook with Voila.\n"
     "# In JupyterLab, run it (or `display(Dashboard(home=...))`) to get the same page.\n"
-    "from runtool.widgets import Dashboard\n\nDashboard()"
+    "from runtool.widgets import open_dashboard\n\nopen_dashboard()"
 )
 
 

@@ -71,6 +71,7 @@ class Dashboard(widgets.VBox):
     def __init__(self, home: str | Path | None = None, user: str | None = None,
                  refresh_interval: float | None = REFRESH_S, page_size: int = PAGE_SIZE,
                  **kwargs: Any) -> None:
+        self._task: asyncio.Task[None] | None = None  # first: close() may run on a failed open
         self.queue = RunQueue(home, user)
         q = self.queue
         self._interval = refresh_interval
@@ -79,7 +80,6 @@ class Dashboard(widgets.VBox):
         self._selected: int | None = None
         self._known: tuple[int, int] | None = None  # (runs stored, newest id) when options were made
         self._quiet = False  # True while code (not a person) changes the filters
-        self._task: asyncio.Task[None] | None = None
         self.last_refresh_ms = 0.0
 
         self._style = widgets.HTML(view.STYLE)
@@ -233,7 +233,8 @@ class Dashboard(widgets.VBox):
         for widget in reversed(list(_descendants(self))[1:]):
             widget.close()
         super().close()
-        self.queue.close()
+        if "queue" in self.__dict__:  # absent when opening the store failed
+            self.queue.close()
 
     # -- inner workings ----------------------------------------------------------------
 
@@ -342,6 +343,14 @@ class Dashboard(widgets.VBox):
     def _on_form_submit(self, run: Run) -> None:
         self._known = None
         self.refresh()
+
+
+def open_dashboard(home: str | Path | None = None, user: str | None = None, **kwargs: Any) -> widgets.Widget:
+    """The Dashboard, or one line saying why it cannot open (a locked store, a bad runtool.toml)."""
+    try:
+        return Dashboard(home, user, **kwargs)
+    except RuntoolError as exc:
+        return widgets.HTML(f'<pre style="color:#b00020">runtool: {escape(str(exc))}</pre>')
 
 
 def _descendants(widget: widgets.Widget) -> Iterator[widgets.Widget]:

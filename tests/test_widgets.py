@@ -524,3 +524,19 @@ def test_serve_refuses_a_port_in_use(tmp_path, capsys):
         port = taken.getsockname()[1]
         assert serve.serve_dashboard(tmp_path, port=port, open_browser=False) == 1
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_open_dashboard_says_in_one_line_why_it_cannot_open(tmp_path):
+    from runtool.widgets import Dashboard, open_dashboard
+
+    home = tmp_path / "badhome"
+    home.mkdir()
+    (home / "runtool.toml").write_text("colour = 1\n")
+    page = open_dashboard(home)
+    assert not isinstance(page, Dashboard)
+    assert page.value.count("\n") == 0
+    assert "runtool: " in page.value and "colour: unknown setting" in page.value
+    (home / "runtool.toml").write_text("retries = 1\n")
+    page = open_dashboard(home, refresh_interval=None)
+    assert isinstance(page, Dashboard)
+    page.close()
