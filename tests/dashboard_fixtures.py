@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from helpers import wait_for  # noqa: F401 - the dashboard tests import it from here
+
 from runtool.api import RunQueue
 from runtool.lock import ExecutorLock
 from runtool.processes import TOKEN_VAR
@@ -174,13 +176,3 @@ def run_processes(token_prefix: str = "") -> list[psutil.Process]:
         if token and token.startswith(token_prefix):
             found.append(proc)
     return found
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -91,15 +91,15 @@ def write_config(home: Path, text: str) -> None:
     (home / "runtool.toml").write_text(text)
 
 
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.05):
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.05, what: str = "condition"):
     """The first truthy value of `predicate()`, polled until `timeout`; AssertionError after."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 #: Roles used by the permission tests: one user per built-in role and a custom one.

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -24,7 +25,7 @@ from fault_checks import state
 from helpers import JOB_PARAMETERS, Result, notebook, runtool, write_config
 from hypothesis import HealthCheck, example, given, settings
 
-from runtool import RunQueue, outcomes
+from runtool import Run, RunQueue, outcomes
 from runtool.cli import main
 from runtool.errors import InvalidInput, RuntoolError
 
@@ -60,6 +61,19 @@ def refused(result: Result, code: int = 2) -> str:
     assert "Traceback" not in result.err and "internal error" not in result.err, result
     assert result.out == "", result
     return result.err
+
+
+def submitted_or_refused(home: Path, result: Result, before: tuple,
+                         check: Callable[[Run], bool] = lambda run: True) -> None:
+    """An accepted submission passes `check` and is deleted again; a refused one changed nothing."""
+    if result.code == 0:
+        with RunQueue(home) as q:
+            run = q.get(int(result.out))
+            assert check(run), run
+            q.delete(run.id)
+        return
+    refused(result)
+    assert state(home) == before
 
 
 @pytest.fixture
@@ -210,14 +224,8 @@ def test_fuzz_durations(fuzz_home, text, option):
     home, job = fuzz_home
     before = state(home)
     result = cli(home, "submit", str(job), option, text)
-    if result.code == 0:
-        with RunQueue(home) as q:
-            run = q.get(int(result.out))
-            assert (run.not_before if option == "--in" else run.timeout_s or 0.0) is not None
-            q.delete(run.id)
-        return
-    refused(result)
-    assert state(home) == before
+    submitted_or_refused(home, result, before, lambda run: (
+        (run.not_before if option == "--in" else run.timeout_s or 0.0) is not None))
 
 
 @FUZZ
@@ -237,12 +245,7 @@ def test_fuzz_times(fuzz_home, text):
     home, job = fuzz_home
     before = state(home)
     result = cli(home, "submit", str(job), "--at", text)
-    if result.code == 0:
-        with RunQueue(home) as q:
-            q.delete(int(result.out))
-        return
-    refused(result)
-    assert state(home) == before
+    submitted_or_refused(home, result, before)
 
 
 @FUZZ
@@ -283,14 +286,8 @@ def test_fuzz_cli_parameters(fuzz_home, pairs):
     before = state(home)
     args = [a for name, value in pairs for a in ("-p", name, value)]
     result = cli(home, "submit", str(job), *args)
-    if result.code == 0:
-        with RunQueue(home) as q:
-            run = q.get(int(result.out))
-            assert json.loads(json.dumps(run.parameters, allow_nan=False)) == run.parameters
-            q.delete(run.id)
-        return
-    refused(result)
-    assert state(home) == before
+    submitted_or_refused(home, result, before, lambda run: (
+        json.loads(json.dumps(run.parameters, allow_nan=False)) == run.parameters))
 
 
 @FUZZ
@@ -301,15 +298,9 @@ def test_fuzz_structured_parameters(fuzz_home, values, how):
     before = state(home)
     text = json.dumps(values)  # NaN and Infinity as JSON does; YAML reads JSON too
     result = cli(home, "submit", str(job), how, text)
-    if result.code == 0:
-        with RunQueue(home) as q:
-            run = q.get(int(result.out))
-            assert all(isinstance(v, float) and math.isfinite(v) or not isinstance(v, float)
-                       for v in run.parameters.values())
-            q.delete(run.id)
-        return
-    refused(result)
-    assert state(home) == before
+    submitted_or_refused(home, result, before, lambda run: all(
+        isinstance(v, float) and math.isfinite(v) or not isinstance(v, float)
+        for v in run.parameters.values()))
 
 
 @FUZZ
@@ -318,12 +309,7 @@ def test_fuzz_parameter_text(fuzz_home, text, how):
     home, job = fuzz_home
     before = state(home)
     result = cli(home, "submit", str(job), how, text)
-    if result.code == 0:
-        with RunQueue(home) as q:
-            q.delete(int(result.out))
-        return
-    refused(result)
-    assert state(home) == before
+    submitted_or_refused(home, result, before)
 
 
 @FUZZ
@@ -384,12 +370,7 @@ def test_fuzz_notebook_files(fuzz_home, tmp_path, data, how):
     else:
         path.write_bytes(data.draw(st.binary(max_size=200)))
     result = cli(home, "submit", str(path))
-    if result.code == 0:
-        with RunQueue(home) as q:
-            q.delete(int(result.out))
-        return
-    refused(result)
-    assert state(home) == before
+    submitted_or_refused(home, result, before)
 
 
 TOML_KEYS = ["retries", "retry_base_delay", "poll", "timeout", "queues", "users", "roles", "retention",
