@@ -200,8 +200,7 @@ class Worker:
         verdict, status = self._watch(run, child)
         child.read_reports()
         child.close()
-        end_run(run_token(run.run_dir, run.started_at), [(child.pid, child.ctime), child.kernel or (None, None)],
-                grace=1.0)
+        self._end(run, child, grace=1.0)  # whatever the notebook left behind
         elapsed = time.monotonic() - began
         _crash_point("executed")
         self._until_recorded(run, lambda: self._record(run, child, status, verdict, elapsed))
@@ -292,9 +291,10 @@ class Worker:
         while self.signals < signals and time.monotonic() < until:
             time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.monotonic())))
 
-    def _end(self, run: Run, child: runner.Child) -> None:
+    def _end(self, run: Run, child: runner.Child, grace: float = 2.0) -> None:
+        """End every process of this attempt: runner, kernel, and all carrying its token."""
         end_run(run_token(run.run_dir, run.started_at), [(child.pid, child.ctime), child.kernel or (None, None)],
-                grace=2.0)
+                grace=grace)
 
     def _record(self, run: Run, child: runner.Child, status: int | None, verdict: str, elapsed: float) -> None:
         q, by = self.q, self.name
