@@ -19,23 +19,22 @@ from pathlib import Path
 
 import psutil
 
+from runtool import lifecycle
 from runtool.api import RunQueue
-from runtool.models import Status
+from runtool.models import Change, Claimant, NewRun, Status
 
 KINDS = ("detection", "training", "export")
 ERROR = {"type": "ValueError", "message": "score_threshold must be in [0, 1], got 1.5", "cell": 3,
          "traceback": "Traceback (most recent call last):\n  ...\nValueError: score_threshold"}
 
 
-def _fields(i: int, not_before: float | None = None) -> dict:
+def _new(i: int, not_before: float | None = None) -> NewRun:
     kind = KINDS[i % len(KINDS)]
-    return {
-        "notebook": f"/data/notebooks/{kind}.ipynb", "kind": kind, "queue": kind if i % 2 else "default",
-        "priority": 0, "parameters": {"score_threshold": 0.5, "scene_seed": i, "n_scenes": 8},
-        "tags": {"detectionRunId": f"d{i:06d}"}, "max_attempts": 1, "timeout_s": None,
-        "kernel": "python3", "output_copy": None, "not_before": not_before, "after_id": None,
-        "after_on": None,
-    }
+    return NewRun(
+        notebook=f"/data/notebooks/{kind}.ipynb", kind=kind, queue=kind if i % 2 else "default",
+        priority=0, parameters={"score_threshold": 0.5, "scene_seed": i, "n_scenes": 8},
+        tags={"detectionRunId": f"d{i:06d}"}, max_attempts=1, kernel="python3", not_before=not_before,
+    )
 
 
 def fill(home: Path, runs: int) -> None:
@@ -46,21 +45,22 @@ def fill(home: Path, runs: int) -> None:
     finished = runs - max(10, runs // 100)
     store.resume(None)
     for i in range(finished):
-        run = store.insert(_fields(i), by="bench")
+        run = lifecycle.submit(store, _new(i), by="bench")
         share = i % 100
         if share < 3:
-            store.transition(run.id, [Status.WAITING], Status.CANCELLED, "bench", "cancelled", "cancel")
+            lifecycle.change(store, run.id, [Status.WAITING], Change(Status.CANCELLED, "bench", "cancelled"),
+                             "cancel")
             continue
-        claimed = store.claim(None, "bench:1", me.pid, me.create_time())
+        claimed = store.claim([], Claimant("bench:1", me.pid, me.create_time(), "bench"))
         assert claimed is not None and claimed.id == run.id
         if share < 9:
-            store.transition(run.id, [Status.PROCESSING], Status.FAILED, "bench", "failed",
-                             "record failure", error=ERROR)
+            lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.FAILED, "bench", "failed", ERROR),
+                             "record failure")
         else:
-            store.transition(run.id, [Status.PROCESSING], Status.SUCCEEDED, "bench", "ok",
+            lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, "bench", "ok"),
                              "record success")
     for i in range(finished, runs):
-        store.insert(_fields(i, time.time() + 3600 if i % 2 else None), by="bench")
+        lifecycle.submit(store, _new(i, time.time() + 3600 if i % 2 else None), by="bench")
     q.close()
 
 

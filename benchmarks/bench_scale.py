@@ -38,6 +38,7 @@ def _timed(fn: Any, repeat: int) -> list[float]:
 
 def _reconcile(home: Path, repeat: int) -> dict[str, Any]:
     from runtool import RunQueue
+    from runtool.models import Claimant
 
     q = RunQueue(home, user="bench")
     q.reconcile()  # a first pass opens files and fills caches
@@ -45,7 +46,7 @@ def _reconcile(home: Path, repeat: int) -> dict[str, Any]:
     # One run processing, claimed by this process as a live worker holding the executor lock.
     me = psutil.Process()
     assert q.lock.try_acquire("bench worker")
-    run = q.store.claim(None, "bench", me.pid, me.create_time())
+    run = q.store.claim([], Claimant("bench", me.pid, me.create_time(), "bench"))
     assert run is not None
     def repair_nothing() -> None:
         if q.reconcile():
@@ -138,7 +139,7 @@ def _refresh_wall(home: Path, repeat: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from runtool import RunQueue
+    from runtool import RunQueue, lifecycle
 
     finished, waiting, repeat, rounds = (5_000, 100, 20, 5) if quick else (50_000, 100, 50, 10)
     say(f"scale: {finished} finished + {waiting} waiting runs")
@@ -148,7 +149,7 @@ def run(quick: bool) -> dict[str, Any]:
         common.copy_store(common.runtool_fixture(finished), home / "runtool.db")
         q = RunQueue(home, user="bench")
         for i in range(waiting):
-            q.store.insert(common.run_fields(finished + i), "bench")
+            lifecycle.submit(q.store, common.new_run(finished + i), "bench")
         total = q.count()
         q.close()
         db = home / "runtool.db"

@@ -116,15 +116,21 @@ def sleep_notebook(folder: Path) -> Path:
 # -- runtool fixtures -----------------------------------------------------------------
 
 
-def run_fields(i: int, notebook: str = "/bench/detection.ipynb", kind: str = "detection",
-               queue: str = "default") -> dict[str, Any]:
-    """The fields `RunQueue.submit` would store, built without parsing a notebook."""
-    return {
-        "notebook": notebook, "kind": kind, "queue": queue, "priority": 0,
-        "parameters": {"threshold": 0.5, "n": i}, "tags": {"batch": str(i // 100)},
-        "max_attempts": 4, "timeout_s": None, "kernel": "python3", "output_copy": None,
-        "not_before": None, "after_id": None, "after_on": None,
-    }
+def new_run(i: int, notebook: str = "/bench/detection.ipynb", kind: str = "detection",
+            queue: str = "default") -> Any:
+    """The run `RunQueue.submit` would store, built without parsing a notebook."""
+    from runtool.models import NewRun
+
+    return NewRun(notebook=notebook, kind=kind, queue=queue, priority=0,
+                  parameters={"threshold": 0.5, "n": i}, tags={"batch": str(i // 100)},
+                  max_attempts=4, kernel="python3")
+
+
+#: The claimant of runs claimed by benchmarks (a live process: this one).
+def claimant(name: str = "bench") -> Any:
+    from runtool.models import Claimant
+
+    return Claimant(name, os.getpid(), 0.0, "bench")
 
 
 def fill_finished(home: Path, count: int, progress: Callable[[int], None] | None = None) -> None:
@@ -133,28 +139,29 @@ def fill_finished(home: Path, count: int, progress: Callable[[int], None] | None
     Two kinds and two queues, as a detection/training setup would have. Meant to be built on
     FAST_SCRATCH and copied to disk: through the API every run costs 2-3 transactions.
     """
-    from runtool import RunQueue
-    from runtool.models import Status
+    from runtool import RunQueue, lifecycle
+    from runtool.models import Change, Status
 
     q = RunQueue(home, user="bench")
-    store = q.store
+    store, me = q.store, claimant()
     kinds = [("/bench/detection.ipynb", "detection", "detection"),
              ("/bench/training.ipynb", "training", "default")]
     for i in range(count):
         notebook, kind, queue = kinds[i % 5 == 0]
-        run = store.insert(run_fields(i, notebook, kind, queue), "bench")
+        run = lifecycle.submit(store, new_run(i, notebook, kind, queue), "bench")
         if i % 100 in (7, 57, 97):  # 3 %
-            store.transition(run.id, [Status.WAITING], Status.CANCELLED, "bench", "cancelled", "cancel")
+            lifecycle.change(store, run.id, [Status.WAITING], Change(Status.CANCELLED, "bench", "cancelled"),
+                             "cancel")
             continue
-        claimed = store.claim([queue], "bench", os.getpid(), 0.0)
+        claimed = store.claim([queue], me)
         assert claimed is not None and claimed.id == run.id
         if i % 100 in (3, 13, 23, 33, 43, 63, 83):  # 7 %
             error = {"type": "ValueError", "message": f"bad input {i}", "cell": 3,
                      "traceback": "Traceback (most recent call last):\n  ...\nValueError"}
-            store.transition(run.id, [Status.PROCESSING], Status.FAILED, "bench", "failed",
-                             "record failure", error=error, attempt=claimed.attempt)
+            lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.FAILED, "bench", "failed", error),
+                             "record failure", attempt=claimed.attempt)
         else:
-            store.transition(run.id, [Status.PROCESSING], Status.SUCCEEDED, "bench", "done",
+            lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, "bench", "done"),
                              "record success", attempt=claimed.attempt)
         if progress and i % 5000 == 0:
             progress(i)

@@ -36,11 +36,13 @@ _policy: dict[str, str] = {}
 def policy() -> dict[str, str]:
     """runtool's `synchronous` per operation, read from the source (no SQL outside queue.py)."""
     if not _policy:
-        from runtool.queue import Store
+        from runtool import lifecycle
+        from runtool.queue import SQLiteStore
 
-        full = "FULL" if "PRAGMA synchronous = FULL" in inspect.getsource(Store.__init__) else "unknown"
-        light = "NORMAL" if "synchronous = NORMAL" in inspect.getsource(Store._write) else "unknown"
-        for op, method in (("enqueue", Store.insert), ("claim", Store.claim), ("complete", Store.transition)):
+        full = "FULL" if "PRAGMA synchronous = FULL" in inspect.getsource(SQLiteStore.__init__) else "unknown"
+        light = "NORMAL" if "synchronous = NORMAL" in inspect.getsource(SQLiteStore._transaction) else "unknown"
+        for op, method in (("enqueue", lifecycle.submit), ("claim", SQLiteStore.claim),
+                           ("complete", lifecycle.change)):
             _policy[op] = light if "durable=False" in inspect.getsource(method) else full
     return _policy
 
@@ -117,10 +119,11 @@ class Runtool(Adapter):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)
-        from runtool import RunQueue
-        from runtool.models import Status
+        from runtool import RunQueue, lifecycle
+        from runtool.models import Change, Status
 
-        self._status = Status
+        self._lifecycle, self._change, self._status = lifecycle, Change, Status
+        self.claimant = common.claimant()
         self.q = RunQueue(folder / "home", user="bench")
         self.store = self.q.store
         self.pid = os.getpid()
@@ -132,16 +135,16 @@ class Runtool(Adapter):
         return dict(policy())  # read from its source: only runtool/queue.py speaks SQL to it
 
     def _enqueue(self, i: int) -> None:
-        self.store.insert(common.run_fields(i), "bench")
+        self._lifecycle.submit(self.store, common.new_run(i), "bench")
 
     def _claim(self) -> tuple[int, Any] | None:
-        run = self.store.claim(None, "bench", self.pid, 0.0)
+        run = self.store.claim([], self.claimant)
         return None if run is None else (run.parameters["n"], run)
 
     def _complete(self, handle: Any) -> None:
         s = self._status
-        self.store.transition(handle.id, [s.PROCESSING], s.SUCCEEDED, "bench", "done",
-                              "record success", attempt=handle.attempt)
+        self._lifecycle.change(self.store, handle.id, [s.PROCESSING], self._change(s.SUCCEEDED, "bench", "done"),
+                               "record success", attempt=handle.attempt)
 
     def fill_finished(self, count: int) -> None:
         self.close()

@@ -6,22 +6,20 @@ import builtins
 import operator
 import os
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from . import permissions
-from .config import DB_FILE, LOCK_FILE, RUNS_DIR, check_queue_name, current_user, load_settings, resolve_home
+from . import cleanup, lifecycle, permissions
+from .config import LOCK_FILE, LOG_FILES, RUNS_DIR, check_queue_name, current_user, load_settings, resolve_home
 from .durations import check_time, parse_duration
 from .errors import InvalidInput
 from .lock import ExecutorLock
-from .models import Run, Status
+from .models import FINISHED, ON_VALUES, NewRun, On, Run, RunFilter, Status
 from .params import NotebookInfo, check_parameters, read_notebook
-from .queue import Store
+from .queue import open_store
 
 PRIORITIES = {"high": 10, "normal": 0, "low": -10}
-ON_VALUES = ("success", "failure", "finish")
 _KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_TAG_BYTES = 10_000
 MAX_INTEGER = 2**63 - 1
@@ -35,10 +33,10 @@ class RunQueue:
         self.home = resolve_home(home)
         self.settings = load_settings(self.home)
         self.user = user or current_user()
-        self.role = permissions.role_of(self.user, self.settings, self.home)
-        self.permissions = permissions.permissions_of(self.role, self.settings)
+        self.role = permissions.role_of(self.user, self.settings.users, self.home)
+        self.permissions = permissions.permissions_of(self.role, self.settings.roles)
         self.runs_dir = self.home / RUNS_DIR
-        self.store = Store(self.home / DB_FILE, self.runs_dir)
+        self.store = open_store(self.home, self.settings)
         self.lock = ExecutorLock(self.home / LOCK_FILE)
 
     def close(self) -> None:
@@ -50,7 +48,7 @@ class RunQueue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- permissions --------------------------------------------------------------
+    # -- permissions: every check of every interface happens in this class -------
 
     def can(self, permission: str, kind: str | None = None) -> bool:
         return permissions.allowed(self.permissions, permission, kind)
@@ -72,7 +70,7 @@ class RunQueue:
         priority: int | str = 0,
         delay: float | str | None = None,
         at: float | None = None,
-        after: int | None = None,
+        after: int | Sequence[int] | None = None,
         on: str = "success",
         retries: int | None = None,
         timeout: float | str | None = None,
@@ -87,11 +85,7 @@ class RunQueue:
         prio = _priority(priority)
         if on not in ON_VALUES:
             raise InvalidInput(f"bad --on {on!r}: expected success, failure or finish")
-        if after is not None:
-            try:
-                after = _run_id(after)
-            except InvalidInput:
-                raise InvalidInput(f"bad --after {str(after)[:40]!r}: expected a run id") from None
+        parents = _parents(after)
         if retries is None:
             retries = self.settings.retries
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
@@ -101,7 +95,7 @@ class RunQueue:
         if delay is not None and at is not None:
             raise InvalidInput("give either a delay (--in) or a time (--at), not both")
         if delay is not None:
-            not_before = time.time() + parse_duration(delay, "delay")
+            not_before = self.store.now() + parse_duration(delay, "delay")
         elif at is not None:
             not_before = check_time(at, "--at")
         info = read_notebook(notebook)
@@ -117,13 +111,13 @@ class RunQueue:
             raise InvalidInput(f"bad kind {kind!r}: expected 1-64 of A-Z a-z 0-9 _ . -")
         tags = _tags(tags or {})
         output_copy = _output_path(output) if output is not None else None
-        fields = {
-            "notebook": str(info.path), "kind": kind, "queue": queue, "priority": prio,
-            "parameters": checked, "tags": tags, "max_attempts": retries + 1,
-            "timeout_s": timeout_s or None, "kernel": kernel_name, "output_copy": output_copy,
-            "not_before": not_before, "after_id": after, "after_on": on if after else None,
-        }
-        return self.store.insert(fields, by=self.user)
+        new = NewRun(
+            notebook=str(info.path), kind=kind, queue=queue, priority=prio, parameters=checked,
+            tags=tags, max_attempts=retries + 1, timeout_s=timeout_s or None, kernel=kernel_name,
+            output_copy=output_copy, not_before=not_before, after=parents,
+            after_on=cast(On, on) if parents else None,
+        )
+        return lifecycle.submit(self.store, new, by=self.user)
 
     # -- reading ------------------------------------------------------------------
 
@@ -142,49 +136,57 @@ class RunQueue:
         limit: int = 50,
         offset: int = 0,
     ) -> builtins.list[Run]:
-        statuses = _statuses(status)
-        return self.store.list(statuses, queue, kind, text, _count(limit, "--limit"), _count(offset, "--offset"))
+        where = RunFilter(_statuses(status), queue, kind, text)
+        return self.store.list(where, _count(limit, "--limit"), _count(offset, "--offset"))
 
     def count(self, status: Sequence[str] | str | None = None, queue: str | None = None,
               kind: str | None = None, text: str | None = None) -> int:
-        return self.store.count(_statuses(status), queue, kind, text)
+        return self.store.count(RunFilter(_statuses(status), queue, kind, text))
 
     def counts(self) -> dict[str, int]:
-        return self.store.counts(time.time())
+        """Runs per label: waiting (due now; paused queues included), scheduled, awaiting,
+        retrying, and one count per other status."""
+        return self.store.counts(self.store.now())
+
+    def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Every kind and every queue that has runs, sorted (for filters and forms)."""
+        return self.store.kinds_and_queues()
 
     def paused(self) -> dict[str, str]:
         return self.store.paused()
 
     def log_paths(self, run_id: int | str) -> builtins.list[Path]:
         run_dir = self.runs_dir / str(self.get(run_id).id)
-        return [run_dir / "stdout.log", run_dir / "stderr.log"]
+        return [run_dir / name for name in LOG_FILES]
 
     # -- changing -----------------------------------------------------------------
 
     def cancel(self, run_id: int | str, force: bool = False, reason: str | None = None) -> Run:
-        from .cleanup import cancel
-
-        return cancel(self, _run_id(run_id), force, reason)
+        run = self.get(run_id)
+        self.require("cancel")
+        if force and run.status is Status.PROCESSING:
+            self.require("force-cancel")
+        return cleanup.cancel(self.store, run, self.user, force, reason)
 
     def delete(self, run_id: int | str) -> Run:
-        from .cleanup import delete
-
-        return delete(self, _run_id(run_id))
+        run = self.get(run_id)
+        self.require("delete", run.kind)
+        return cleanup.delete(self.store, run)
 
     def retry(self, run_id: int | str) -> Run:
         run = self.get(run_id)
         self.require("retry")
-        return self.store.retry(run.id, self.user)
+        return lifecycle.retry(self.store, run.id, self.user)
 
     def reconcile(self) -> builtins.list[str]:
-        from .cleanup import reconcile
-
-        return reconcile(self)
+        """Repair runs left processing by a dead worker; one line per change."""
+        return cleanup.reconcile(self.store, self.lock, self.settings.retry_base_delay)
 
     def purge(self, older_than: float | str, statuses: Sequence[Status] | None = None) -> builtins.list[int]:
-        from .cleanup import purge
-
-        return purge(self, parse_duration(older_than, "--older-than"), statuses)
+        """Delete finished runs (and their folders) that finished more than `older_than` ago."""
+        self.require("purge")
+        cutoff = self.store.now() - parse_duration(older_than, "--older-than")
+        return cleanup.purge(self.store, cutoff, tuple(statuses or FINISHED))
 
     def pause(self, queue: str | None = None) -> None:
         self.require("pause")
@@ -202,6 +204,22 @@ def _run_id(value: Any) -> int:
     if number is None or not 1 <= number <= MAX_INTEGER:
         raise InvalidInput(f"bad run id {str(value)[:40]!r}: expected a positive whole number")
     return number
+
+
+def _parents(after: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The run ids a continuation waits for (`--after`, repeatable), in order, once each."""
+    if after is None:
+        return ()
+    values = [after] if isinstance(after, (int, str)) else list(after)
+    parents: builtins.list[int] = []
+    for value in values:
+        try:
+            parent = _run_id(value)
+        except InvalidInput:
+            raise InvalidInput(f"bad --after {str(value)[:40]!r}: expected a run id") from None
+        if parent not in parents:
+            parents.append(parent)
+    return tuple(parents)
 
 
 def _count(value: Any, what: str) -> int:
@@ -236,14 +254,14 @@ def _priority(value: int | str) -> int:
     return value
 
 
-def _statuses(status: Sequence[str] | str | None) -> list[str]:
+def _statuses(status: Sequence[str] | str | None) -> tuple[Status, ...]:
     if status is None:
-        return []
+        return ()
     statuses = [status] if isinstance(status, str) else list(status)
     for s in statuses:
         if s not in Status._value2member_map_:
             raise InvalidInput(f"bad status {s!r}: expected one of {', '.join(x.value for x in Status)}")
-    return statuses
+    return tuple(Status(s) for s in statuses)
 
 
 def _tags(tags: dict[str, Any]) -> dict[str, str]:

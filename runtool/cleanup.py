@@ -8,38 +8,39 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Literal
 
-from . import outcomes
+from . import lifecycle, outcomes
 from .errors import IllegalTransition
-from .models import FINISHED, Run, Status
+from .lock import ExecutorLock
+from .models import FINISHED, Change, ErrorRecord, Run, Status
 from .processes import alive, end_run, run_token
+from .queue import Store
 
-if TYPE_CHECKING:
-    from .api import RunQueue
+#: What an output notebook says about the attempt that wrote it.
+Evidence = Literal["succeeded", "failed", "unfinished"]
 
 
 def known_processes(run: Run) -> list[tuple[int | None, float | None]]:
     return [(run.runner_pid, run.runner_ctime), (run.kernel_pid, run.kernel_ctime)]
 
 
-def is_stale(q: RunQueue, run: Run) -> bool:
+def is_stale(run: Run, lock: ExecutorLock) -> bool:
     """Processing, but nothing executes it: its worker is gone, or the executor lock is free."""
     if run.status is not Status.PROCESSING:
         return False
     if not alive(run.worker_pid, run.worker_ctime):
         return True
-    return q.lock.is_free()
+    return lock.is_free()
 
 
-def reconcile(q: RunQueue) -> list[str]:
+def reconcile(store: Store, lock: ExecutorLock, retry_base_delay: float) -> list[str]:
     """Repair every stale run; one line per change. Idempotent."""
     changes = []
-    for run in q.store.processing():
-        if not is_stale(q, run):
+    for run in store.processing():
+        if not is_stale(run, lock):
             continue
         ended = end_run(run_token(run.run_dir, run.started_at), known_processes(run))
         verdict, error = _evidence(Path(run.output_path), run.started_at)
@@ -47,21 +48,19 @@ def reconcile(q: RunQueue) -> list[str]:
         leftovers = f"; ended {ended} leftover process(es)" if ended else ""
         if verdict == "succeeded":
             reason = f"reconciled: {gone}; output notebook finished without exception{leftovers}"
-            result = outcomes.succeed(q, run, "reconcile", reason)
-        elif verdict == "failed":
-            assert error is not None
-            reason = f"reconciled: {gone}; output notebook ended with {error['type']}{leftovers}"
-            result = outcomes.fail_attempt(q, run, error, "reconcile", reason, retry=False)
+            result = outcomes.succeed(store, run, "reconcile", reason)
         else:
             assert error is not None
-            reason = f"reconciled: {gone}; {error['message']}{leftovers}"
-            result = outcomes.fail_attempt(q, run, error, "reconcile", reason)
+            what = f"output notebook ended with {error['type']}" if verdict == "failed" else error["message"]
+            reason = f"reconciled: {gone}; {what}{leftovers}"
+            result = outcomes.fail_attempt(store, run, error, "reconcile", reason, retry_base_delay,
+                                           retry=verdict == "unfinished")
         if result is not None:
             changes.append(f"run {run.id}: processing -> {result.status.value} ({reason})")
     return changes
 
 
-def _evidence(output: Path, since: float | None = None) -> tuple[str, dict[str, Any] | None]:
+def _evidence(output: Path, since: float | None = None) -> tuple[Evidence, ErrorRecord | None]:
     """What the output notebook says: succeeded, failed (with its error) or unfinished.
 
     A notebook last written before `since` (the attempt's start) is an earlier attempt's:
@@ -89,11 +88,11 @@ def _evidence(output: Path, since: float | None = None) -> tuple[str, dict[str, 
     return "unfinished", _died(f"worker died during cell {running + 1} of {len(cells)}", running + 1)
 
 
-def _died(message: str, cell: int | None) -> dict[str, Any]:
+def _died(message: str, cell: int | None) -> ErrorRecord:
     return {"type": "WorkerDied", "message": message, "cell": cell, "traceback": ""}
 
 
-def _cell_error(cell: dict[str, Any], index: int) -> dict[str, Any]:
+def _cell_error(cell: dict, index: int) -> ErrorRecord:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
             return {"type": output.get("ename", "Error"), "message": output.get("evalue", ""),
@@ -101,32 +100,30 @@ def _cell_error(cell: dict[str, Any], index: int) -> dict[str, Any]:
     return {"type": "Error", "message": "cell failed", "cell": index + 1, "traceback": ""}
 
 
-def cancel(q: RunQueue, run_id: int, force: bool, reason: str | None) -> Run:
-    run = q.store.get(run_id)
-    q.require("cancel")
-    why = f"cancelled by {q.user}" + (f": {reason}" if reason else "")
+def cancel(store: Store, run: Run, by: str, force: bool, reason: str | None) -> Run:
+    """Cancel a waiting run; a processing one only with `force` (the caller checked the
+    permission), ending its whole process tree."""
+    why = f"cancelled by {by}" + (f": {reason}" if reason else "")
     if run.status is Status.WAITING:
-        return q.store.transition(run.id, [Status.WAITING], Status.CANCELLED, q.user, why, "cancel")
+        return lifecycle.change(store, run.id, [Status.WAITING], Change(Status.CANCELLED, by, why), "cancel")
     if run.status is not Status.PROCESSING:
         raise IllegalTransition(run.id, run.status.value, "cancel", f"it already {run.status.value}")
     if not force:
         raise IllegalTransition(run.id, "processing", "cancel",
                                 "it is processing (an admin may end it with --force)")
-    q.require("force-cancel")
-    cancelled = q.store.transition(run.id, [Status.PROCESSING], Status.CANCELLED, q.user,
-                                   f"force-{why}", "force-cancel", attempt=run.attempt)
+    cancelled = lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.CANCELLED, by, f"force-{why}"),
+                                 "force-cancel", attempt=run.attempt)
     end_run(run_token(run.run_dir, run.started_at), known_processes(run))
     return cancelled
 
 
-def delete(q: RunQueue, run_id: int) -> Run:
-    run = q.store.get(run_id)
-    q.require("delete", run.kind)
+def delete(store: Store, run: Run) -> Run:
+    """Delete a waiting or finished run with its history and its run folder."""
     allowed = [Status.WAITING, *FINISHED]
     if run.status not in allowed:
         raise IllegalTransition(run.id, run.status.value, "delete", "it is processing")
-    deleted = q.store.delete(run.id, allowed)
-    remove_run_folder(q.runs_dir, deleted.id)
+    deleted = lifecycle.delete(store, run.id, allowed)
+    remove_run_folder(store.runs_dir, deleted.id)
     return deleted
 
 
@@ -139,28 +136,23 @@ def remove_run_folder(runs_dir: Path, run_id: int) -> None:
         shutil.rmtree(folder)  # rmtree never follows symlinks inside the tree
 
 
-def purge(q: RunQueue, older_than_s: float, statuses: Sequence[Status] | None = None) -> list[int]:
-    """Delete finished runs (and folders) that finished more than `older_than_s` ago."""
-    q.require("purge")
-    return _purge(q, time.time() - older_than_s, statuses or tuple(FINISHED))
-
-
-def _purge(q: RunQueue, cutoff: float, statuses: Sequence[Status]) -> list[int]:
+def purge(store: Store, cutoff: float, statuses: Sequence[Status] = tuple(FINISHED)) -> list[int]:
+    """Delete runs in `statuses` (finished ones) that finished before `cutoff`, with their folders."""
     removed = []
-    for run_id in q.store.finished_before(cutoff, statuses):
+    for run_id in store.finished_before(cutoff, statuses):
         try:
-            q.store.delete(run_id, list(statuses), "purge")
+            lifecycle.delete(store, run_id, list(statuses), "purge")
         except IllegalTransition:
             continue  # retried meanwhile
-        remove_run_folder(q.runs_dir, run_id)
+        remove_run_folder(store.runs_dir, run_id)
         removed.append(run_id)
     return removed
 
 
-def apply_retention(q: RunQueue) -> list[int]:
+def apply_retention(store: Store, retention: Mapping[str, float]) -> list[int]:
     """The automatic purge of `[retention]` in runtool.toml (run by workers, at most hourly)."""
     removed: list[int] = []
-    now = time.time()
-    for status, age in q.settings.retention.items():
-        removed += _purge(q, now - age, [Status(status)])
+    now = store.now()
+    for status, age in retention.items():
+        removed += purge(store, now - age, [Status(status)])
     return removed

@@ -16,12 +16,21 @@ from typing import Any
 
 from .durations import parse_duration
 from .errors import ConfigError, InvalidInput
+from .permissions import role_problems
 
 QUEUE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 CONFIG_FILE = "runtool.toml"
 DB_FILE = "runtool.db"
 LOCK_FILE = "executor.lock"
 RUNS_DIR = "runs"
+#: The files runtool writes into a run folder.
+OUTPUT_FILE = "output.ipynb"
+STDOUT_FILE = "stdout.log"
+STDERR_FILE = "stderr.log"
+LOG_FILES = (STDOUT_FILE, STDERR_FILE)
+ERROR_FILE = "error.txt"
+#: The example notebooks (training, detection, dashboard) beside the package.
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,11 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     except OSError as exc:
         raise InvalidInput(f"home {path}: cannot create: {exc.strerror}") from None
     return path
+
+
+def current_machine() -> str:
+    """$RUNTOOL_MACHINE, else the host name."""
+    return os.environ.get("RUNTOOL_MACHINE") or os.uname().nodename
 
 
 def current_user() -> str:
@@ -115,9 +129,8 @@ def _settings_from(data: dict[str, Any], path: str) -> Settings:
         else:
             raise ConfigError(path, key, "unknown setting")
     settings = Settings(**values)
-    from .permissions import check_roles  # late: permissions imports this module
-
-    check_roles(settings, path)
+    for key, reason in role_problems(settings.roles, settings.users):
+        raise ConfigError(path, key, reason)
     return settings
 
 

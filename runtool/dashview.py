@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -162,8 +162,8 @@ def info_html(run: Run) -> str:
          + (f" · timeout {fmt.seconds(run.timeout_s)}" if run.timeout_s else "")),
         ("submitted", f"{fmt.when(run.created_at)} by {escape(run.submitted_by)}"),
     ]
-    if run.after is not None:
-        rows.append(("after", f"run {run.after} (on {run.after_on})"))
+    if run.after:
+        rows.append(("after", f"{fmt.parents(run.after)} (on {run.after_on})"))
     if run.not_before:
         rows.append(("not before", fmt.when(run.not_before)))
     if run.started_at:
@@ -185,7 +185,7 @@ def _json_block(value: Any) -> str:
     return f'<pre class="rt-json">{escape(text)}</pre>'
 
 
-def history_html(history: list[dict[str, Any]]) -> str:
+def history_html(history: Sequence[Mapping[str, Any]]) -> str:
     rows = "".join(
         f'<tr><td>{escape(str(h["at"])[:19].replace("T", " "))}</td>'
         f'<td><span class="rt-badge rt-st-{escape(h["status"])}">{escape(h["status"])}</span></td>'

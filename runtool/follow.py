@@ -11,8 +11,6 @@ from .models import FINISHED
 if TYPE_CHECKING:
     from .api import RunQueue
 
-LOG_NAMES = ("stdout.log", "stderr.log")
-
 
 def print_logs(q: RunQueue, run_id: int, echo: Callable[[str], None]) -> None:
     for path in q.log_paths(run_id):

@@ -37,6 +37,11 @@ def label(run: Run, now: float, paused: dict[str, str]) -> str:
     return text
 
 
+def parents(ids: list[int]) -> str:
+    """`run 3`, or `runs 3, 4, 5` for a continuation of several."""
+    return f"run {ids[0]}" if len(ids) == 1 else "runs " + ", ".join(map(str, ids))
+
+
 def progress(run: Run) -> str:
     if run.status.value == "processing" and run.progress_total:
         return f"{run.progress_done or 0}/{run.progress_total}"
@@ -66,8 +71,8 @@ def details(run: Run, now: float, paused: dict[str, str]) -> str:
         lines.append(f"  tags        {json.dumps(run.tags, ensure_ascii=False)}")
     lines.append(f"  attempt     {run.attempt} of {run.max_attempts}"
                  + (f"    timeout {seconds(run.timeout_s)}" if run.timeout_s else ""))
-    if run.after is not None:
-        lines.append(f"  after       run {run.after} (on {run.after_on})")
+    if run.after:
+        lines.append(f"  after       {parents(run.after)} (on {run.after_on})")
     lines.append(f"  submitted   {when(run.created_at)} by {run.submitted_by}")
     if run.not_before:
         lines.append(f"  not before  {when(run.not_before)}")

@@ -1,12 +1,13 @@
-"""Statuses, their allowed changes, and the run record."""
+"""Statuses, their allowed changes, and the records the stores read and write."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal, TypedDict
 
+from .config import OUTPUT_FILE
 from .durations import iso
 
 
@@ -30,8 +31,92 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CANCELLED: frozenset({Status.WAITING}),
 }
 FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
-#: Labels the dashboard and `list` show for waiting runs, besides the stored statuses.
-LABELS = ("waiting", "scheduled", "awaiting", "retrying", "processing", "succeeded", "failed", "cancelled")
+#: Labels of waiting runs (Run.label), each counted apart by `counts()`.
+WAITING_LABELS = ("waiting", "scheduled", "awaiting", "retrying")
+#: Every label people see, in the order the dashboard and `counts()` show them.
+LABELS = (*WAITING_LABELS, "processing", "succeeded", "failed", "cancelled")
+#: When a continuation runs: its parents succeeded, failed, or finished either way.
+On = Literal["success", "failure", "finish"]
+ON_VALUES: tuple[On, ...] = ("success", "failure", "finish")
+
+
+class ErrorRecord(TypedDict):
+    """Why an attempt failed: the record's `error` and the history row's."""
+
+    type: str
+    message: str
+    cell: int | None
+    traceback: str
+
+
+class HistoryEntry(TypedDict):
+    status: str
+    at: str
+    by: str
+    reason: str
+    error: ErrorRecord | None
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A validated submission, as the stores insert it."""
+
+    notebook: str
+    kind: str
+    queue: str
+    priority: int
+    parameters: dict[str, Any]
+    tags: dict[str, str]
+    max_attempts: int
+    timeout_s: float | None = None
+    kernel: str | None = None
+    output_copy: str | None = None
+    not_before: float | None = None
+    after: tuple[int, ...] = ()
+    after_on: On | None = None
+
+
+#: What a status change does to the attempt counter: leave it, take the attempt back
+#: (a worker stopped it), or start over (a retry by a user).
+AttemptChange = Literal["keep", "uncount", "reset"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One status change, as a store applies it with its history row.
+
+    A change to a finished status also stamps `finished_at`; back to waiting sets
+    `not_before`; `attempt="reset"` also clears the last attempt's times, progress and error.
+    """
+
+    to: Status
+    by: str
+    reason: str
+    error: ErrorRecord | None = None
+    not_before: float | None = None
+    attempt: AttemptChange = "keep"
+    ready: bool = True
+    metrics: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """The worker claiming a run: its name, process (pid and start time) and machine."""
+
+    name: str
+    pid: int
+    ctime: float
+    machine: str
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs `list` and `count` select; empty fields select all."""
+
+    statuses: tuple[Status, ...] = ()
+    queue: str | None = None
+    kind: str | None = None
+    text: str | None = None
 
 
 @dataclass
@@ -54,7 +139,7 @@ class Run:
     started_at: float | None
     finished_at: float | None
     heartbeat_at: float | None
-    after: int | None
+    after: list[int]
     after_on: str | None
     ready: bool
     submitted_by: str
@@ -67,9 +152,11 @@ class Run:
     kernel_ctime: float | None
     progress_done: int | None
     progress_total: int | None
-    error: dict[str, Any] | None
+    error: ErrorRecord | None
+    machine: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
     run_dir: str = ""
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
 
     def label(self, now: float) -> str:
         """The status as people see it: waiting runs read scheduled, awaiting or retrying."""
@@ -77,9 +164,11 @@ class Run:
             return self.status.value
         if not self.ready:
             return "awaiting"
+        if self.attempt > 0:
+            return "retrying"
         if self.not_before is not None and self.not_before > now:
-            return "retrying" if self.attempt > 0 else "scheduled"
-        return "retrying" if self.attempt > 0 else "waiting"
+            return "scheduled"
+        return "waiting"
 
     @property
     def duration(self) -> float | None:
@@ -90,7 +179,7 @@ class Run:
 
     @property
     def output_path(self) -> str:
-        return f"{self.run_dir}/output.ipynb"
+        return f"{self.run_dir}/{OUTPUT_FILE}"
 
     def to_dict(self, with_history: bool = False) -> dict[str, Any]:
         """The record as `--json` and the Python API show it (DESIGN.md section 3)."""
@@ -107,7 +196,8 @@ class Run:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "heartbeat_at": iso(self.heartbeat_at),
             "after": self.after, "after_on": self.after_on,
-            "submitted_by": self.submitted_by, "worker": self.worker, "progress": progress,
+            "submitted_by": self.submitted_by, "worker": self.worker, "machine": self.machine,
+            "metrics": self.metrics, "progress": progress,
             "run_dir": self.run_dir, "output_path": self.output_path, "error": self.error,
         }
         if with_history:

@@ -7,63 +7,60 @@ Shared by the worker (which knows the outcome from the runner) and by reconcile
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from .durations import MAX_DURATION_S
+from . import lifecycle
+from .config import ERROR_FILE
 from .errors import IllegalTransition
 from .faults import crash_point
-from .models import Run, Status
-
-if TYPE_CHECKING:
-    from .api import RunQueue
+from .models import Change, ErrorRecord, Run, Status
+from .queue import Store
 
 
-def succeed(q: RunQueue, run: Run, by: str, reason: str) -> Run | None:
+def succeed(store: Store, run: Run, by: str, reason: str) -> Run | None:
+    """Record the attempt's success; None if the run was cancelled or repaired meanwhile."""
     # Files before the commit: a worker killed right after it leaves nothing undone.
     copy_output(run)
     try:
-        done = q.store.transition(run.id, [Status.PROCESSING], Status.SUCCEEDED, by, reason,
-                                  "record success", attempt=run.attempt)
+        done = lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, by, reason),
+                                "record success", attempt=run.attempt)
     except IllegalTransition:
         return None  # cancelled (or repaired) while it ran: that decision stands
     crash_point("recorded")
     return done
 
 
-def fail_attempt(q: RunQueue, run: Run, error: dict[str, Any], by: str, reason: str,
-                 retry: bool = True) -> Run | None:
-    """Failed for good, or back to waiting after the backoff if attempts are left."""
+def fail_attempt(store: Store, run: Run, error: ErrorRecord, by: str, reason: str,
+                 retry_base_delay: float, retry: bool = True) -> Run | None:
+    """Failed for good, or back to waiting after the backoff if attempts are left;
+    None if the run was cancelled or repaired meanwhile."""
     retrying = retry and run.attempt < run.max_attempts
     # Files before the commit: a worker killed right after it leaves nothing undone.
     write_error_file(Path(run.run_dir), error)
     if not retrying:
         copy_output(run)
+    if retrying:
+        delay = lifecycle.retry_delay(retry_base_delay, run.attempt)
+        again = f"{reason}; retry {run.attempt} of {run.max_attempts - 1} in {delay:g} s"
+        change = Change(Status.WAITING, by, again, error=error, not_before=store.now() + delay)
+    else:
+        change = Change(Status.FAILED, by, reason, error=error)
     try:
-        if retrying:
-            # capped: doubling 100 years of base delay would reach years no one can show
-            delay = min(q.settings.retry_base_delay * 2 ** (run.attempt - 1), MAX_DURATION_S)
-            again = f"{reason}; retry {run.attempt} of {run.max_attempts - 1} in {delay:g} s"
-            result = q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by, again,
-                                        "record failure", error=error,
-                                        sets={"not_before": time.time() + delay}, attempt=run.attempt)
-        else:
-            result = q.store.transition(run.id, [Status.PROCESSING], Status.FAILED, by, reason,
-                                        "record failure", error=error, attempt=run.attempt)
+        result = lifecycle.change(store, run.id, [Status.PROCESSING], change, "record failure",
+                                  attempt=run.attempt)
     except IllegalTransition:
         return None  # cancelled (or repaired) while it ran: that decision stands
     crash_point("recorded")
     return result
 
 
-def write_error_file(run_dir: Path, error: dict[str, Any]) -> None:
+def write_error_file(run_dir: Path, error: ErrorRecord) -> None:
     cell = f"cell {error['cell']}" if error.get("cell") else "no cell"
     text = (f"{error.get('type')}: {error.get('message')}\n({cell})\n\n"
             f"{error.get('traceback') or ''}\n")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(text, encoding="utf-8")
+        (run_dir / ERROR_FILE).write_text(text, encoding="utf-8")
     except OSError:
         pass  # a full or read-only disk: the record keeps the error all the same
 

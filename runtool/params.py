@@ -21,7 +21,7 @@ from typing import Any
 from .errors import InvalidInput
 
 #: Declared parameters with these names are filled in by runtool for each run.
-RUNTIME_PARAMETERS = ("run_id", "run_dir", "parent_run_id", "parent_run_dir")
+RUNTIME_PARAMETERS = ("run_id", "run_dir", "parent_run_id", "parent_run_dir", "parent_run_dirs")
 MAX_PARAMETERS_BYTES = 1_000_000
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 

@@ -1,22 +1,16 @@
-"""Who may do what: roles from `runtool.toml`, checked by the library for every interface."""
+"""Who may do what: roles from `runtool.toml`, checked by `RunQueue` for every interface."""
 
 from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Mapping
 from pathlib import Path
 
-from .config import Settings
-from .errors import ConfigError, PermissionDenied
+from .errors import PermissionDenied
 
-PERMISSIONS = ("submit", "cancel", "retry", "delete", "force-cancel", "purge", "pause")
-_OPERATOR = frozenset({"submit", "cancel", "retry", "delete"})
-BUILTIN_ROLES: dict[str, frozenset[str]] = {
-    "viewer": frozenset(),
-    "operator": _OPERATOR,
-    "admin": _OPERATOR | {"force-cancel", "purge", "pause"},
-}
-ACTIONS = {
+#: Each permission and the action it allows, as refusals name it.
+PERMISSIONS = {
     "submit": "submit runs",
     "cancel": "cancel runs",
     "retry": "retry runs",
@@ -25,33 +19,43 @@ ACTIONS = {
     "purge": "purge finished runs",
     "pause": "pause or resume queues",
 }
+_OPERATOR = frozenset({"submit", "cancel", "retry", "delete"})
+BUILTIN_ROLES: dict[str, frozenset[str]] = {
+    "viewer": frozenset(),
+    "operator": _OPERATOR,
+    "admin": _OPERATOR | {"force-cancel", "purge", "pause"},
+}
 
 
-def check_roles(settings: Settings, path: str) -> None:
-    """Raise ConfigError for a custom permission or a user's role that does not exist."""
-    for role, perms in settings.roles.items():
+def role_problems(roles: Mapping[str, tuple[str, ...]], users: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(key, reason) for each custom role or user's role that runtool cannot honour."""
+    problems = []
+    for role, perms in roles.items():
         if role in BUILTIN_ROLES:
-            raise ConfigError(path, f"roles.{role}", "redefines a built-in role")
+            problems.append((f"roles.{role}", "redefines a built-in role"))
         for perm in perms:
             base, _, kind = perm.partition(":")
             if base not in PERMISSIONS or (kind and base != "delete") or (":" in perm and not kind):
-                raise ConfigError(path, f"roles.{role}", f"unknown permission {perm!r}")
-    known = set(BUILTIN_ROLES) | set(settings.roles)
-    for user, role in settings.users.items():
+                problems.append((f"roles.{role}", f"unknown permission {perm!r}"))
+    known = set(BUILTIN_ROLES) | set(roles)
+    for user, role in users.items():
         if role not in known:
-            raise ConfigError(path, f"users.{user}", f"unknown role {role!r}")
+            problems.append((f"users.{user}", f"unknown role {role!r}"))
+    return problems
 
 
-def role_of(user: str, settings: Settings, home: Path) -> str:
-    if settings.users:
-        return settings.users.get(user, settings.users.get("*", "viewer"))
+def role_of(user: str, users: Mapping[str, str], home: Path) -> str:
+    """The user's role: from `[users]` (else its "*", else viewer); without one, the home's
+    owner is admin and everyone else operator."""
+    if users:
+        return users.get(user, users.get("*", "viewer"))
     return "admin" if user == _owner(home) else "operator"
 
 
-def permissions_of(role: str, settings: Settings) -> frozenset[str]:
+def permissions_of(role: str, roles: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
     if role in BUILTIN_ROLES:
         return BUILTIN_ROLES[role]
-    return frozenset(settings.roles.get(role, ()))
+    return frozenset(roles.get(role, ()))
 
 
 def allowed(perms: frozenset[str], permission: str, kind: str | None = None) -> bool:
@@ -62,7 +66,7 @@ def allowed(perms: frozenset[str], permission: str, kind: str | None = None) -> 
 
 def require(user: str, role: str, perms: frozenset[str], permission: str, kind: str | None = None) -> None:
     if not allowed(perms, permission, kind):
-        action = ACTIONS[permission] + (f" of kind {kind}" if permission == "delete" and kind else "")
+        action = PERMISSIONS[permission] + (f" of kind {kind}" if permission == "delete" and kind else "")
         raise PermissionDenied(user, action, permission, role)
 
 

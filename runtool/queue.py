@@ -1,8 +1,9 @@
-"""The SQLite store: the only module that speaks SQL.
+"""The store interface, the factory that picks a store, and the SQLite store.
 
-Every status change is one guarded `UPDATE ... WHERE id=? AND status IN (...) RETURNING`
-plus one history row, in one `BEGIN IMMEDIATE` transaction. Claims use the partial index
-over waiting runs, so they cost the same with 50 or 50,000 finished runs stored.
+Stores only record: the rules about runs (which status changes are allowed, when a
+continuation becomes runnable, when a retry is due) live in `lifecycle`, which makes every
+write out of the primitives of one `Tx`. Each status change is one guarded update plus its
+history row (`Tx.change`), so no caller can change a status without a trace.
 """
 
 from __future__ import annotations
@@ -13,46 +14,126 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .durations import iso
-from .errors import IllegalTransition, InvalidInput, RunNotFound, StoreUnavailable
-from .models import FINISHED, TRANSITIONS, Run, Status, to_json
+from . import sqlite_schema
+from .config import DB_FILE, RUNS_DIR, Settings
+from .durations import iso, parse_duration
+from .errors import InvalidInput, RunNotFound, StoreUnavailable
+from .models import FINISHED, LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 """Seconds a write waits for another connection's lock before giving up."""
 #: Overrides BUSY_TIMEOUT_S (a duration: `5`, `5s`, `2m`); the fault tests set it to seconds.
 BUSY_TIMEOUT_VAR = "RUNTOOL_BUSY_TIMEOUT"
-_SCHEMA = """
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    notebook TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL,
-    priority INTEGER NOT NULL, status TEXT NOT NULL,
-    parameters TEXT NOT NULL, tags TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
-    timeout_s REAL, kernel TEXT, output_copy TEXT,
-    created_at REAL NOT NULL, not_before REAL, started_at REAL, finished_at REAL,
-    heartbeat_at REAL, after_id INTEGER, after_on TEXT, ready INTEGER NOT NULL DEFAULT 1,
-    submitted_by TEXT NOT NULL, worker TEXT, worker_pid INTEGER, worker_ctime REAL,
-    runner_pid INTEGER, runner_ctime REAL, kernel_pid INTEGER, kernel_ctime REAL,
-    progress_done INTEGER, progress_total INTEGER, error TEXT
-);
-CREATE INDEX runs_claim ON runs(priority DESC, id) WHERE status = 'waiting';
-CREATE INDEX runs_claim_queue ON runs(queue, priority DESC, id) WHERE status = 'waiting';
-CREATE INDEX runs_status ON runs(status, id);
-CREATE INDEX runs_kind ON runs(kind, id);
-CREATE INDEX runs_queue ON runs(queue, id);
-CREATE INDEX runs_after ON runs(after_id) WHERE after_id IS NOT NULL;
-CREATE TABLE history (
-    run_id INTEGER NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
-    at REAL NOT NULL, by TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', error TEXT,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE paused (queue TEXT PRIMARY KEY, at REAL NOT NULL, by TEXT NOT NULL);
-"""
+
+
+class Tx(Protocol):
+    """One write transaction: the primitives `lifecycle` builds every change from."""
+
+    now: float
+    """The store's clock at the start of the transaction (epoch seconds)."""
+
+    def get(self, run_id: int) -> Run | None: ...
+
+    def insert(self, new: NewRun, by: str, ready: bool) -> int:
+        """Store a waiting run and its "submitted" history row; returns its id."""
+
+    def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
+               attempt: int | None = None) -> Run | None:
+        """Apply `change` if the run is in one of `from_statuses` (and at `attempt`, if
+        given), with its history row; None, changing nothing, if it is not."""
+
+    def parents(self, run_id: int) -> builtins.list[tuple[int, Status | None]]:
+        """The run's parents and their statuses (None: deleted)."""
+
+    def awaiting_children(self, parent_id: int) -> builtins.list[int]:
+        """Waiting continuations of `parent_id` that are not runnable yet."""
+
+    def set_ready(self, run_id: int) -> None:
+        """Mark a waiting continuation runnable (its parents finished as it asked)."""
+
+    def remove(self, run_id: int, status: Status) -> bool:
+        """Delete the run and its history if it is still `status`."""
+
+
+class Store(Protocol):
+    """Where runs are recorded. Reads are single statements; writes go through `write()`,
+    except the worker's own: claim, process records and heartbeats."""
+
+    runs_dir: Path
+
+    def close(self) -> None: ...
+
+    def now(self) -> float:
+        """The store's clock (epoch seconds): the one that stamps and compares run times."""
+
+    def write(self, durable: bool = True) -> AbstractContextManager[Tx]:
+        """One write transaction; it commits when the block ends, and rolls back on error."""
+
+    # -- reading
+    def get(self, run_id: int) -> Run:
+        """The run; RunNotFound if there is none."""
+
+    def history(self, run_id: int) -> builtins.list[HistoryEntry]:
+        """The run's status changes, oldest first."""
+
+    def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
+        """Runs matching `where`, newest first."""
+
+    def count(self, where: RunFilter) -> int: ...
+
+    def counts(self, now: float) -> dict[str, int]:
+        """Runs per label (models.LABELS)."""
+
+    def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Every kind and every queue that has runs, sorted."""
+
+    def processing(self) -> builtins.list[Run]: ...
+
+    def has_runnable(self, queues: Sequence[str], now: float) -> bool:
+        """Whether a claim could succeed now (in `queues`, or any queue when empty)."""
+
+    def next_due(self, now: float) -> float | None:
+        """The earliest future `not_before` of a runnable-but-for-time run."""
+
+    def change_marker(self) -> int:
+        """A number that changes when another connection commits (to wake idle workers)."""
+
+    def paused(self) -> dict[str, str]:
+        """Paused queue ("*": every queue) -> who paused it."""
+
+    def finished_before(self, cutoff: float, statuses: Sequence[Status]) -> builtins.list[int]:
+        """Ids of runs in `statuses` that finished before `cutoff`, oldest first."""
+
+    # -- the worker's writes
+    def claim(self, queues: Sequence[str], claimant: Claimant) -> Run | None:
+        """Move the next runnable run (queue order, then priority, then age) to processing
+        for `claimant`, with its history row; None if nothing is runnable."""
+
+    def record_processes(self, run_id: int, attempt: int, runner: tuple[int, float] | None,
+                         kernel: tuple[int, float] | None) -> None:
+        """Note the (pid, start time) of the attempt's runner and kernel."""
+
+    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None) -> None:
+        """Note that the attempt is alive, and its cells done/total."""
+
+    def pause(self, queue: str, by: str) -> None: ...
+
+    def resume(self, queue: str | None) -> None:
+        """Resume `queue`, or every queue (the "*" pause included) when None."""
+
+
+def open_store(home: Path, settings: Settings) -> Store:
+    """The store of `home`: `runtool.db` in it (SQLite). Further stores plug in here."""
+    del settings  # the [store] table of runtool.toml will choose among stores
+    return SQLiteStore(home / DB_FILE, home / RUNS_DIR)
+
+
+# -- SQLite -------------------------------------------------------------------------
+
 _RUNNABLE = """status = 'waiting' AND ready = 1 AND (not_before IS NULL OR not_before <= :now)
     AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
 
@@ -60,11 +141,7 @@ _RUNNABLE = """status = 'waiting' AND ready = 1 AND (not_before IS NULL OR not_b
 def busy_timeout() -> float:
     """BUSY_TIMEOUT_S, or the duration in $RUNTOOL_BUSY_TIMEOUT."""
     text = os.environ.get(BUSY_TIMEOUT_VAR)
-    if not text:
-        return BUSY_TIMEOUT_S
-    from .durations import parse_duration
-
-    return parse_duration(text, BUSY_TIMEOUT_VAR)
+    return parse_duration(text, BUSY_TIMEOUT_VAR) if text else BUSY_TIMEOUT_S
 
 
 def _disk_trouble(folder: Path) -> str:
@@ -84,8 +161,8 @@ def _disk_trouble(folder: Path) -> str:
     return ""
 
 
-class Store:
-    """One SQLite database of runs; `runs_dir` only fills in each record's run_dir."""
+class SQLiteStore:
+    """One SQLite database of runs (WAL; every status change fsynced before it returns)."""
 
     def __init__(self, db_path: Path, runs_dir: Path) -> None:
         self.path = db_path
@@ -102,12 +179,13 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a commit (a `submit` that returned) is on disk before it returns.
             self._conn.execute("PRAGMA synchronous = FULL")
-            self._prepare_schema()
+            sqlite_schema.prepare(self._conn, str(db_path))
 
     def close(self) -> None:
         self._conn.close()
 
-    # -- plumbing -----------------------------------------------------------------
+    def now(self) -> float:
+        return time.time()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -125,8 +203,8 @@ class Store:
             raise InvalidInput(f"bad text {near!r}: not valid UTF-8") from None
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; `durable=False` skips the fsync of its commit.
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE` ... `COMMIT`; `durable=False` skips the fsync of the commit.
 
         Non-durable writes are those a power cut may lose without harm: heartbeats,
         progress and pids, which mean nothing once the machine is down. They survive a killed
@@ -149,22 +227,12 @@ class Store:
                 if not durable:
                     self._conn.execute("PRAGMA synchronous = FULL")
 
-    def _prepare_schema(self) -> None:
-        if self._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return
-        with self._write() as c:
-            version = c.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        c.execute(statement)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"database {self.path}: schema version {version} is newer than this runtool"
-                )
+    @contextmanager
+    def write(self, durable: bool = True) -> Iterator[Tx]:
+        with self._transaction(durable) as conn:
+            yield _SQLiteTx(self, conn, time.time())
 
-    def _run(self, row: sqlite3.Row) -> Run:
+    def row_to_run(self, row: sqlite3.Row) -> Run:
         return Run(
             id=row["id"], notebook=row["notebook"], kind=row["kind"], queue=row["queue"],
             priority=row["priority"], status=Status(row["status"]),
@@ -173,13 +241,15 @@ class Store:
             kernel=row["kernel"], output_copy=row["output_copy"], created_at=row["created_at"],
             not_before=row["not_before"], started_at=row["started_at"],
             finished_at=row["finished_at"], heartbeat_at=row["heartbeat_at"],
-            after=row["after_id"], after_on=row["after_on"], ready=bool(row["ready"]),
+            after=json.loads(row["after_ids"]) if row["after_ids"] else [],
+            after_on=row["after_on"], ready=bool(row["ready"]),
             submitted_by=row["submitted_by"], worker=row["worker"], worker_pid=row["worker_pid"],
             worker_ctime=row["worker_ctime"], runner_pid=row["runner_pid"],
             runner_ctime=row["runner_ctime"], kernel_pid=row["kernel_pid"],
             kernel_ctime=row["kernel_ctime"], progress_done=row["progress_done"],
             progress_total=row["progress_total"],
             error=json.loads(row["error"]) if row["error"] else None,
+            machine=row["machine"], metrics=json.loads(row["metrics"]),
             run_dir=f"{self._runs_prefix}{row['id']}",  # not pathlib: this runs for every row read
         )
 
@@ -190,81 +260,38 @@ class Store:
             row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        return self._run(row)
+        return self.row_to_run(row)
 
-    def history(self, run_id: int) -> builtins.list[dict[str, Any]]:
+    def history(self, run_id: int) -> builtins.list[HistoryEntry]:
         with self._errors():
             rows = self._conn.execute(
                 "SELECT status, at, by, reason, error FROM history WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
         return [
-            {"status": r["status"], "at": iso(r["at"]), "by": r["by"], "reason": r["reason"],
+            {"status": r["status"], "at": iso(r["at"]) or "", "by": r["by"], "reason": r["reason"],
              "error": json.loads(r["error"]) if r["error"] else None}
             for r in rows
         ]
 
-    def list(
-        self,
-        statuses: Sequence[str] = (),
-        queue: str | None = None,
-        kind: str | None = None,
-        text: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> builtins.list[Run]:
-        where, args = self._filters(statuses, queue, kind, text)
+    def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
+        clause, args = _filters(where)
         with self._errors():
             rows = self._conn.execute(
-                f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*args, limit, offset),
+                f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
             ).fetchall()
-        return [self._run(r) for r in rows]
+        return [self.row_to_run(r) for r in rows]
 
-    def count(
-        self,
-        statuses: Sequence[str] = (),
-        queue: str | None = None,
-        kind: str | None = None,
-        text: str | None = None,
-    ) -> int:
-        where, args = self._filters(statuses, queue, kind, text)
+    def count(self, where: RunFilter) -> int:
+        clause, args = _filters(where)
         with self._errors():
-            return int(self._conn.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0])
-
-    @staticmethod
-    def _filters(
-        statuses: Sequence[str], queue: str | None, kind: str | None, text: str | None
-    ) -> tuple[str, builtins.list[Any]]:
-        clauses: builtins.list[str] = []
-        args: builtins.list[Any] = []
-        if statuses:
-            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
-            args.extend(statuses)
-        if queue:
-            clauses.append("queue = ?")
-            args.append(queue)
-        if kind:
-            clauses.append("kind = ?")
-            args.append(kind)
-        if text:
-            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            clauses.append(
-                "(notebook LIKE ? ESCAPE '\\' OR parameters LIKE ? ESCAPE '\\'"
-                " OR tags LIKE ? ESCAPE '\\' OR CAST(id AS TEXT) = ?)"
-            )
-            args.extend([pattern, pattern, pattern, text.strip()])
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0])
 
     def counts(self, now: float) -> dict[str, int]:
-        """Runs per label: waiting (due now; paused queues included), scheduled, awaiting,
-        retrying, and one count per other status."""
-        result = {label: 0 for label in
-                  ("waiting", "scheduled", "awaiting", "retrying", "processing", "succeeded",
-                   "failed", "cancelled")}
+        result = dict.fromkeys(LABELS, 0)
         with self._errors():
             for row in self._conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
-                if row[0] != "waiting":
+                if row[0] != Status.WAITING:
                     result[row[0]] = row[1]
             row = self._conn.execute(
                 """SELECT
@@ -286,20 +313,10 @@ class Store:
 
     def processing(self) -> builtins.list[Run]:
         with self._errors():
-            rows = self._conn.execute(
-                "SELECT * FROM runs WHERE status = 'processing' ORDER BY id"
-            ).fetchall()
-        return [self._run(r) for r in rows]
+            rows = self._conn.execute("SELECT * FROM runs WHERE status = 'processing' ORDER BY id").fetchall()
+        return [self.row_to_run(r) for r in rows]
 
-    def executing_elsewhere(self) -> Run | None:
-        """The newest processing run, if any (to say who holds the executor)."""
-        with self._errors():
-            row = self._conn.execute(
-                "SELECT * FROM runs WHERE status = 'processing' ORDER BY started_at DESC LIMIT 1"
-            ).fetchone()
-        return self._run(row) if row else None
-
-    def has_runnable(self, queues: Sequence[str] | None, now: float) -> bool:
+    def has_runnable(self, queues: Sequence[str], now: float) -> bool:
         query = f"SELECT 1 FROM runs WHERE {_RUNNABLE}"
         args: dict[str, Any] = {"now": now}
         if queues:
@@ -309,7 +326,6 @@ class Store:
             return self._conn.execute(query + " LIMIT 1", args).fetchone() is not None
 
     def next_due(self, now: float) -> float | None:
-        """The earliest future not_before of a ready waiting run (to wake a worker on time)."""
         with self._errors():
             row = self._conn.execute(
                 "SELECT MIN(not_before) FROM runs WHERE status = 'waiting' AND ready = 1 AND not_before > ?",
@@ -317,8 +333,7 @@ class Store:
             ).fetchone()
         return row[0]
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits: a cheap way to notice submissions."""
+    def change_marker(self) -> int:
         with self._errors():
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
@@ -326,38 +341,25 @@ class Store:
         with self._errors():
             return {r["queue"]: r["by"] for r in self._conn.execute("SELECT queue, by FROM paused")}
 
-    # -- writing ------------------------------------------------------------------
+    def finished_before(self, cutoff: float, statuses: Sequence[Status]) -> builtins.list[int]:
+        marks = ",".join("?" * len(statuses))
+        with self._errors():
+            rows = self._conn.execute(
+                f"SELECT id FROM runs WHERE finished_at < ? AND status IN ({marks}) ORDER BY id",
+                (cutoff, *[s.value for s in statuses]),
+            ).fetchall()
+        return [r[0] for r in rows]
 
-    def insert(self, fields: dict[str, Any], by: str) -> Run:
-        """Store a new waiting run (a continuation of a finished parent is resolved at once)."""
-        now = time.time()
-        with self._write() as c:
-            parent = None
-            if fields.get("after_id") is not None:
-                parent = c.execute(
-                    "SELECT status FROM runs WHERE id = ?", (fields["after_id"],)
-                ).fetchone()
-                if parent is None:
-                    raise InvalidInput(f"bad --after {fields['after_id']}: no such run")
-            row = dict(fields, status="waiting", created_at=now, submitted_by=by,
-                       ready=0 if parent is not None else 1,
-                       parameters=to_json(fields["parameters"]), tags=to_json(fields["tags"]))
-            names = ", ".join(row)
-            marks = ", ".join(f":{k}" for k in row)
-            run_id = c.execute(f"INSERT INTO runs ({names}) VALUES ({marks})", row).lastrowid
-            assert run_id is not None
-            self._history(c, run_id, Status.WAITING, now, by, "submitted")
-            if parent is not None and Status(parent["status"]) in FINISHED:
-                self._resolve_child(c, run_id, fields["after_id"], Status(parent["status"]), now)
-            result = c.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return self._run(result)
+    def integrity_check(self) -> str:
+        """SQLite's own check of the database file ("ok" when sound)."""
+        with self._errors():
+            return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def claim(
-        self, queues: Sequence[str] | None, worker: str, worker_pid: int, worker_ctime: float
-    ) -> Run | None:
-        """Move the next runnable run to processing for this worker, or return None."""
-        now = time.time()
-        with self._write() as c:
+    # -- the worker's writes ------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], claimant: Claimant) -> Run | None:
+        with self._transaction() as c:
+            now = time.time()
             choices: Sequence[str | None] = list(queues) if queues else [None]
             for queue in choices:
                 # INDEXED BY: left to itself the planner takes runs_status and sorts every
@@ -370,136 +372,22 @@ class Store:
                 row = c.execute(
                     f"""UPDATE runs SET status = 'processing', attempt = attempt + 1,
                           started_at = :now, finished_at = NULL, heartbeat_at = :now,
-                          worker = :worker, worker_pid = :pid, worker_ctime = :ctime,
-                          runner_pid = NULL, runner_ctime = NULL, kernel_pid = NULL,
-                          kernel_ctime = NULL, progress_done = NULL, progress_total = NULL,
-                          error = NULL
+                          worker = :worker, machine = :machine, worker_pid = :pid,
+                          worker_ctime = :ctime, runner_pid = NULL, runner_ctime = NULL,
+                          kernel_pid = NULL, kernel_ctime = NULL, progress_done = NULL,
+                          progress_total = NULL, error = NULL
                         WHERE id = ({pick}) AND status = 'waiting' RETURNING *""",
-                    {"now": now, "queue": queue, "worker": worker, "pid": worker_pid,
-                     "ctime": worker_ctime},
+                    {"now": now, "queue": queue, "worker": claimant.name, "machine": claimant.machine,
+                     "pid": claimant.pid, "ctime": claimant.ctime},
                 ).fetchone()
                 if row is not None:
                     reason = f"attempt {row['attempt']} of {row['max_attempts']}"
-                    self._history(c, row["id"], Status.PROCESSING, now, worker, reason)
-                    return self._run(row)
+                    _add_history(c, row["id"], Status.PROCESSING, now, claimant.name, reason)
+                    return self.row_to_run(row)
         return None
 
-    def transition(
-        self,
-        run_id: int,
-        from_statuses: Sequence[Status],
-        to: Status,
-        by: str,
-        reason: str,
-        action: str,
-        error: dict[str, Any] | None = None,
-        sets: dict[str, Any] | None = None,
-        attempt: int | None = None,
-    ) -> Run:
-        """One guarded status change plus its history row; IllegalTransition if the run moved."""
-        with self._write() as c:
-            row = self._change(c, run_id, from_statuses, to, by, reason, action, error, sets, attempt)
-        return self._run(row)
-
-    def _change(
-        self,
-        c: sqlite3.Connection,
-        run_id: int,
-        from_statuses: Sequence[Status],
-        to: Status,
-        by: str,
-        reason: str,
-        action: str,
-        error: dict[str, Any] | None = None,
-        sets: dict[str, Any] | None = None,
-        attempt: int | None = None,
-    ) -> sqlite3.Row:
-        for source in from_statuses:
-            if to not in TRANSITIONS[source]:
-                raise ValueError(f"{source} -> {to} is not a status change runtool makes")
-        now = time.time()
-        values: dict[str, Any] = {"status": to.value, **(sets or {})}
-        if to in FINISHED:
-            values["finished_at"] = now
-        if error is not None:
-            values["error"] = to_json(error)
-        assignments = ", ".join(f"{k} = :set_{k}" for k in values)
-        args = {f"set_{k}": v for k, v in values.items()}
-        args.update({"id": run_id, "attempt": attempt})
-        args.update({f"from{i}": s.value for i, s in enumerate(from_statuses)})
-        guard = ", ".join(f":from{i}" for i in range(len(from_statuses)))
-        query = f"UPDATE runs SET {assignments} WHERE id = :id AND status IN ({guard})"
-        if attempt is not None:
-            query += " AND attempt = :attempt"
-        row = c.execute(query + " RETURNING *", args).fetchone()
-        if row is None:
-            current = c.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if current is None:
-                raise RunNotFound(run_id)
-            raise IllegalTransition(run_id, current["status"], action)
-        self._history(c, run_id, to, now, by, reason, error)
-        if to in FINISHED:
-            self._resolve_children(c, run_id, to, now)
-        return row
-
-    def _resolve_children(
-        self, c: sqlite3.Connection, parent_id: int, parent: Status | None, now: float
-    ) -> None:
-        for child in c.execute(
-            "SELECT id FROM runs WHERE after_id = ? AND status = 'waiting' AND ready = 0", (parent_id,)
-        ).fetchall():
-            self._resolve_child(c, child["id"], parent_id, parent, now)
-
-    def _resolve_child(
-        self, c: sqlite3.Connection, child_id: int, parent_id: int, parent: Status | None, now: float
-    ) -> None:
-        """A continuation whose parent finished (or was deleted: None) becomes runnable or cancelled."""
-        on = c.execute("SELECT after_on FROM runs WHERE id = ?", (child_id,)).fetchone()["after_on"]
-        holds = (
-            (on == "success" and parent is Status.SUCCEEDED)
-            or (on == "failure" and parent is Status.FAILED)
-            or (on == "finish" and parent in (Status.SUCCEEDED, Status.FAILED))
-        )
-        if holds:
-            c.execute("UPDATE runs SET ready = 1 WHERE id = ?", (child_id,))
-            return
-        what = "was deleted" if parent is None else f"ended {parent.value}"
-        reason = f"parent run {parent_id} {what}; this run continues it only on {on}"
-        self._change(c, child_id, [Status.WAITING], Status.CANCELLED, "runtool", reason, "cancel")
-
-    @staticmethod
-    def _history(
-        c: sqlite3.Connection, run_id: int, status: Status, at: float, by: str, reason: str,
-        error: dict[str, Any] | None = None,
-    ) -> None:
-        c.execute(
-            """INSERT INTO history (run_id, seq, status, at, by, reason, error) VALUES
-               (:id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = :id),
-                :status, :at, :by, :reason, :error)""",
-            {"id": run_id, "status": status.value, "at": at, "by": by, "reason": reason,
-             "error": to_json(error) if error else None},
-        )
-
-    def retry(self, run_id: int, by: str) -> Run:
-        with self._write() as c:
-            row = c.execute("SELECT after_id FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunNotFound(run_id)
-            ready = 1
-            if row["after_id"] is not None:
-                parent = c.execute("SELECT status FROM runs WHERE id = ?", (row["after_id"],)).fetchone()
-                ready = 0 if parent is not None and Status(parent["status"]) not in FINISHED else 1
-            sets = {"attempt": 0, "not_before": None, "error": None, "started_at": None,
-                    "finished_at": None, "progress_done": None, "progress_total": None,
-                    "ready": ready}
-            result = self._change(c, run_id, [Status.FAILED, Status.CANCELLED], Status.WAITING,
-                                  by, "retried", "retry", sets=sets)
-        return self._run(result)
-
-    def record_processes(
-        self, run_id: int, attempt: int, runner: tuple[int, float] | None,
-        kernel: tuple[int, float] | None,
-    ) -> None:
+    def record_processes(self, run_id: int, attempt: int, runner: tuple[int, float] | None,
+                         kernel: tuple[int, float] | None) -> None:
         sets: builtins.list[str] = []
         args: dict[str, float] = {"id": run_id, "attempt": attempt}
         if runner:
@@ -508,62 +396,149 @@ class Store:
         if kernel:
             sets.append("kernel_pid = :kp, kernel_ctime = :kc")
             args.update(kp=kernel[0], kc=kernel[1])
-        with self._write(durable=False) as c:
-            c.execute(
-                f"UPDATE runs SET {', '.join(sets)} WHERE id = :id AND attempt = :attempt"
-                " AND status = 'processing'",
-                args,
-            )
+        if not sets:
+            return
+        with self._transaction(durable=False) as c:
+            c.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = :id AND attempt = :attempt"
+                      " AND status = 'processing'", args)
 
     def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None) -> None:
-        with self._write(durable=False) as c:
-            if progress is None:
-                c.execute(
-                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND attempt = ? AND status = 'processing'",
-                    (time.time(), run_id, attempt),
-                )
-            else:
-                c.execute(
-                    """UPDATE runs SET heartbeat_at = ?, progress_done = ?, progress_total = ?
-                       WHERE id = ? AND attempt = ? AND status = 'processing'""",
-                    (time.time(), progress[0], progress[1], run_id, attempt),
-                )
-
-    def delete(self, run_id: int, allowed: Sequence[Status], action: str = "delete") -> Run:
-        """Remove a run and its history if its status is one of `allowed`; cancels its continuations."""
-        now = time.time()
-        with self._write() as c:
-            row = c.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunNotFound(run_id)
-            if Status(row["status"]) not in allowed:
-                raise IllegalTransition(run_id, row["status"], action)
-            c.execute("DELETE FROM runs WHERE id = ? AND status = ?", (run_id, row["status"]))
-            c.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
-            self._resolve_children(c, run_id, None, now)
-        return self._run(row)
-
-    def finished_before(self, cutoff: float, statuses: Sequence[Status] = tuple(FINISHED)) -> builtins.list[int]:
-        marks = ",".join("?" * len(statuses))
-        with self._errors():
-            rows = self._conn.execute(
-                f"SELECT id FROM runs WHERE finished_at < ? AND status IN ({marks}) ORDER BY id",
-                (cutoff, *[s.value for s in statuses]),
-            ).fetchall()
-        return [r[0] for r in rows]
+        done, total = progress if progress is not None else (None, None)
+        with self._transaction(durable=False) as c:
+            c.execute(
+                """UPDATE runs SET heartbeat_at = ?, progress_done = COALESCE(?, progress_done),
+                     progress_total = COALESCE(?, progress_total)
+                   WHERE id = ? AND attempt = ? AND status = 'processing'""",
+                (time.time(), done, total, run_id, attempt),
+            )
 
     def pause(self, queue: str, by: str) -> None:
-        with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO paused (queue, at, by) VALUES (?, ?, ?)",
-                      (queue, time.time(), by))
+        with self._transaction() as c:
+            c.execute("INSERT OR REPLACE INTO paused (queue, at, by) VALUES (?, ?, ?)", (queue, time.time(), by))
 
     def resume(self, queue: str | None) -> None:
-        with self._write() as c:
+        with self._transaction() as c:
             if queue is None:
                 c.execute("DELETE FROM paused")
             else:
                 c.execute("DELETE FROM paused WHERE queue = ?", (queue,))
 
-    def integrity_check(self) -> str:
-        with self._errors():
-            return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+class _SQLiteTx:
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, now: float) -> None:
+        self._store, self._c, self.now = store, conn, now
+
+    def get(self, run_id: int) -> Run | None:
+        row = self._c.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._store.row_to_run(row) if row else None
+
+    def insert(self, new: NewRun, by: str, ready: bool) -> int:
+        run_id = self._c.execute(
+            """INSERT INTO runs (notebook, kind, queue, priority, status, parameters, tags,
+                 max_attempts, timeout_s, kernel, output_copy, created_at, not_before, after_ids,
+                 after_on, ready, submitted_by)
+               VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (new.notebook, new.kind, new.queue, new.priority, to_json(new.parameters),
+             to_json(new.tags), new.max_attempts, new.timeout_s, new.kernel, new.output_copy,
+             self.now, new.not_before, to_json(list(new.after)) if new.after else None,
+             new.after_on, int(ready), by),
+        ).lastrowid
+        assert run_id is not None
+        self._c.executemany("INSERT OR IGNORE INTO run_parents (parent_id, child_id) VALUES (?, ?)",
+                            [(parent, run_id) for parent in new.after])
+        _add_history(self._c, run_id, Status.WAITING, self.now, by, "submitted")
+        return run_id
+
+    def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
+               attempt: int | None = None) -> Run | None:
+        values: dict[str, Any] = {"status": change.to.value}
+        if change.to in FINISHED:
+            values["finished_at"] = self.now
+        if change.to is Status.WAITING:
+            values["not_before"] = change.not_before
+        if change.error is not None:
+            values["error"] = to_json(change.error)
+        if change.metrics is not None:
+            values["metrics"] = to_json(change.metrics)
+        assignments = [f"{k} = :set_{k}" for k in values]
+        if change.attempt == "uncount":
+            assignments.append("attempt = attempt - 1")
+        elif change.attempt == "reset":
+            assignments.append("attempt = 0, error = NULL, started_at = NULL, finished_at = NULL,"
+                               " progress_done = NULL, progress_total = NULL, ready = :ready")
+        args: dict[str, Any] = {f"set_{k}": v for k, v in values.items()}
+        args.update({"id": run_id, "attempt": attempt, "ready": int(change.ready)})
+        args.update({f"from{i}": s.value for i, s in enumerate(from_statuses)})
+        guard = ", ".join(f":from{i}" for i in range(len(from_statuses)))
+        query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = :id AND status IN ({guard})"
+        if attempt is not None:
+            query += " AND attempt = :attempt"
+        row = self._c.execute(query + " RETURNING *", args).fetchone()
+        if row is None:
+            return None
+        _add_history(self._c, run_id, change.to, self.now, change.by, change.reason, change.error)
+        return self._store.row_to_run(row)
+
+    def parents(self, run_id: int) -> builtins.list[tuple[int, Status | None]]:
+        rows = self._c.execute(
+            """SELECT value, (SELECT status FROM runs WHERE id = value)
+               FROM json_each((SELECT after_ids FROM runs WHERE id = ?))""",
+            (run_id,),
+        ).fetchall()
+        return [(r[0], Status(r[1]) if r[1] else None) for r in rows]
+
+    def awaiting_children(self, parent_id: int) -> builtins.list[int]:
+        rows = self._c.execute(
+            """SELECT r.id FROM run_parents p JOIN runs r ON r.id = p.child_id
+               WHERE p.parent_id = ? AND r.status = 'waiting' AND r.ready = 0 ORDER BY r.id""",
+            (parent_id,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def set_ready(self, run_id: int) -> None:
+        self._c.execute("UPDATE runs SET ready = 1 WHERE id = ? AND status = 'waiting'", (run_id,))
+
+    def remove(self, run_id: int, status: Status) -> bool:
+        row = self._c.execute("DELETE FROM runs WHERE id = ? AND status = ? RETURNING after_ids",
+                              (run_id, status.value)).fetchone()
+        if row is None:
+            return False
+        self._c.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
+        parents = json.loads(row[0]) if row[0] else []
+        self._c.executemany("DELETE FROM run_parents WHERE parent_id = ? AND child_id = ?",
+                            [(p, run_id) for p in parents])
+        return True
+
+
+def _add_history(c: sqlite3.Connection, run_id: int, status: Status, at: float, by: str, reason: str,
+                 error: Any = None) -> None:
+    c.execute(
+        """INSERT INTO history (run_id, seq, status, at, by, reason, error) VALUES
+           (:id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = :id),
+            :status, :at, :by, :reason, :error)""",
+        {"id": run_id, "status": status.value, "at": at, "by": by, "reason": reason,
+         "error": to_json(error) if error else None},
+    )
+
+
+def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
+    clauses: builtins.list[str] = []
+    args: builtins.list[Any] = []
+    if where.statuses:
+        clauses.append(f"status IN ({','.join('?' * len(where.statuses))})")
+        args.extend(s.value for s in where.statuses)
+    if where.queue:
+        clauses.append("queue = ?")
+        args.append(where.queue)
+    if where.kind:
+        clauses.append("kind = ?")
+        args.append(where.kind)
+    if where.text:
+        text = where.text
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses.append(
+            "(notebook LIKE ? ESCAPE '\\' OR parameters LIKE ? ESCAPE '\\'"
+            " OR tags LIKE ? ESCAPE '\\' OR CAST(id AS TEXT) = ?)"
+        )
+        args.extend([pattern, pattern, pattern, text.strip()])
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args

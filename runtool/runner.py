@@ -28,7 +28,7 @@ from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
-from .models import Run  # noqa: E402
+from .models import ErrorRecord, Run  # noqa: E402
 from .processes import TOKEN_VAR, die_with_parent, identity, run_token  # noqa: E402
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -78,7 +78,7 @@ class _RunEngine(NBClientEngine):
 papermill_engines.register("runtool", _RunEngine)
 
 
-def error_from(exc: BaseException) -> dict[str, Any]:
+def error_from(exc: BaseException) -> ErrorRecord:
     """The record's `error` for an exception raised while executing a notebook."""
     if isinstance(exc, PapermillExecutionError):
         return {
@@ -103,7 +103,7 @@ class Child:
     ctime: float
     reports: int
     buffer: bytes = b""
-    error: dict[str, Any] | None = None
+    error: ErrorRecord | None = None
     kernel: tuple[int, float] | None = None
     progress: tuple[int, int] | None = None
     news: set[str] = field(default_factory=set)

@@ -154,7 +154,7 @@ class SubmitForm(widgets.VBox):
     def suggest(self) -> None:
         """Refresh the notebook and queue suggestions (the dashboard calls it on changes)."""
         self._notebook.options = known_notebooks(self._q)
-        queues = sorted({"default", *self._q.store.kinds_and_queues()[1]})
+        queues = sorted({"default", *self._q.kinds_and_queues()[1]})
         if list(self._queue.options) != queues:
             self._queue.options = queues
 

@@ -249,7 +249,7 @@ class Dashboard(widgets.VBox):
         if known == self._known:
             return
         self._known = known
-        kinds, queues = self.queue.store.kinds_and_queues()
+        kinds, queues = self.queue.kinds_and_queues()
         self._quiet = True
         try:
             _set_options(self._kind, "any kind", kinds)

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import cleanup, outcomes
+from . import cleanup, lifecycle, outcomes
 from .api import RunQueue
+from .config import current_machine
 from .errors import RunNotFound, StoreUnavailable
 from .faults import crash_point as _crash_point
-from .models import Run, Status
+from .models import Change, Claimant, ErrorRecord, Run, Status
 from .params import RUNTIME_PARAMETERS, read_notebook
 from .processes import end_run, run_token
 
@@ -60,8 +61,9 @@ class Worker:
         self.queues = list(queues) or list(q.settings.queues or [])
         self.poll = poll if poll is not None else q.settings.poll
         self.limits = limits or Limits()
-        self.name = f"{os.uname().nodename}:{os.getpid()}"
-        self.ctime = psutil.Process().create_time()
+        self.machine = current_machine()
+        self.name = f"{self.machine}:{os.getpid()}"
+        self.claimant = Claimant(self.name, os.getpid(), psutil.Process().create_time(), self.machine)
         self.signals = 0
         self.executed = 0
         self.started = time.monotonic()
@@ -120,11 +122,11 @@ class Worker:
     def drain(self) -> tuple[int, str]:
         """The `drain` command: execute runnable runs until none is runnable now."""
         self._reconcile()
-        if not self.q.store.has_runnable(self.queues, time.time()):
+        if not self.q.store.has_runnable(self.queues, self.q.store.now()):
             return 0, "executed 0 run(s)"
         if not self.q.lock.try_acquire(f"{self.name} drain"):
-            holder = self.q.store.executing_elsewhere()
-            what = f"run {holder.id}" if holder else "a run"
+            executing = self.q.store.processing()
+            what = f"run {executing[-1].id}" if executing else "a run"
             return 0, f"another process is executing {what} in {self.q.home}; not starting"
         try:
             self.warm_up()  # only now: an extra drain leaves without paying for papermill
@@ -144,30 +146,31 @@ class Worker:
     def _apply_retention(self) -> None:
         if self.q.settings.retention and time.monotonic() - self._last_retention > RETENTION_EVERY_S:
             self._last_retention = time.monotonic()
-            removed = cleanup.apply_retention(self.q)
+            removed = cleanup.apply_retention(self.q.store, self.q.settings.retention)
             if removed:
                 log.info("retention purged %d run(s)", len(removed))
 
     def _sleep_until_work(self) -> None:
         """Sleep up to `poll`, waking early for a commit by another process or a due run."""
-        now = time.time()
+        now = self.q.store.now()
         due = self.q.store.next_due(now)
-        until = now + self.poll if due is None else min(now + self.poll, due)
-        version = self.q.store.data_version()
-        while not self.stopping and time.time() < until:
-            time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.time())))
-            if self.q.store.data_version() != version:
+        # monotonic from here: the store's clock only says how far off the next due run is
+        until = time.monotonic() + (self.poll if due is None else min(self.poll, due - now))
+        marker = self.q.store.change_marker()
+        while not self.stopping and time.monotonic() < until:
+            time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.monotonic())))
+            if self.q.store.change_marker() != marker:
                 return
 
     def _execute_next(self) -> Run | None:
         """Claim and execute one run; None if nothing is runnable now (or another executes)."""
         held_before = self.q.lock.held
-        if not self.q.store.has_runnable(self.queues, time.time()):
+        if not self.q.store.has_runnable(self.queues, self.q.store.now()):
             return None
         if not held_before and not self.q.lock.try_acquire(f"{self.name} worker"):
             return None
         try:
-            run = self.q.store.claim(self.queues, self.name, os.getpid(), self.ctime)
+            run = self.q.store.claim(self.queues, self.claimant)
             if run is None:
                 return None
             self.q.lock.note(f"{self.name} run {run.id}")
@@ -190,8 +193,7 @@ class Worker:
             parameters = self._parameters(run)
         except Exception as exc:  # the notebook vanished or changed since submit
             error = runner.error_from(exc)
-            self._until_recorded(run, lambda: outcomes.fail_attempt(
-                self.q, run, error, self.name, f"could not start: {error['message']}"))
+            self._until_recorded(run, lambda: self._fail(run, error, f"could not start: {error['message']}"))
             log.info("run %d: could not start: %s", run.id, error["message"])
             return
         child = runner.start(run, parameters, run.kernel)
@@ -208,9 +210,10 @@ class Worker:
     def _parameters(self, run: Run) -> dict[str, Any]:
         declared = read_notebook(run.notebook).parameters
         values = dict(run.parameters)
-        runtime = {"run_id": run.id, "run_dir": run.run_dir}
-        if run.after is not None:
-            runtime.update(parent_run_id=run.after, parent_run_dir=str(self.q.runs_dir / str(run.after)))
+        runtime: dict[str, Any] = {"run_id": run.id, "run_dir": run.run_dir}
+        if run.after:
+            runtime.update(parent_run_id=run.after[0], parent_run_dir=str(self.q.runs_dir / str(run.after[0])),
+                           parent_run_dirs=[str(self.q.runs_dir / str(p)) for p in run.after])
         for name in RUNTIME_PARAMETERS:
             if name in declared and name in runtime:
                 values[name] = runtime[name]
@@ -296,28 +299,31 @@ class Worker:
         end_run(run_token(run.run_dir, run.started_at), [(child.pid, child.ctime), child.kernel or (None, None)],
                 grace=grace)
 
+    def _fail(self, run: Run, error: ErrorRecord, reason: str) -> Run | None:
+        return outcomes.fail_attempt(self.q.store, run, error, self.name, reason, self.q.settings.retry_base_delay)
+
     def _record(self, run: Run, child: runner.Child, status: int | None, verdict: str, elapsed: float) -> None:
         q, by = self.q, self.name
         if verdict == "stopped":
-            q.store.transition(run.id, [Status.PROCESSING], Status.WAITING, by,
-                               "worker stopped by a second signal; attempt not counted",
-                               "requeue", sets={"attempt": run.attempt - 1}, attempt=run.attempt)
+            back = Change(Status.WAITING, by, "worker stopped by a second signal; attempt not counted",
+                          attempt="uncount")
+            lifecycle.change(q.store, run.id, [Status.PROCESSING], back, "requeue", attempt=run.attempt)
             log.info("run %d: stopped after %.1f s, back to waiting", run.id, elapsed)
             return
         if verdict == "cancelled":
             log.info("run %d: cancelled while running (%.1f s)", run.id, elapsed)
             return
-        error: dict[str, Any]
+        error: ErrorRecord
         if verdict == "timeout":
             error = {"type": "Timeout", "message": f"run exceeded its timeout of {run.timeout_s:g} s",
                      "cell": child.progress[0] + 1 if child.progress else None, "traceback": ""}
         elif status == 0 and child.error is None:
-            done = outcomes.succeed(q, run, by, f"finished in {elapsed:.1f} s")
+            done = outcomes.succeed(q.store, run, by, f"finished in {elapsed:.1f} s")
             log.info("run %d: succeeded in %.1f s%s", run.id, elapsed, "" if done else " (already cancelled)")
             return
         else:
             error = child.error or _runner_died(status, child.progress)
-        result = outcomes.fail_attempt(q, run, error, by, f"{error['type']}: {error['message']}")
+        result = self._fail(run, error, f"{error['type']}: {error['message']}")
         outcome = result.status.value if result else "not recorded: the run was cancelled meanwhile"
         if result is not None and result.status is Status.WAITING:
             outcome = "waiting for retry"
@@ -325,7 +331,7 @@ class Worker:
                  error["message"][:200], outcome)
 
 
-def _runner_died(status: int | None, progress: tuple[int, int] | None) -> dict[str, Any]:
+def _runner_died(status: int | None, progress: tuple[int, int] | None) -> ErrorRecord:
     where = f" during cell {progress[0] + 1} of {progress[1]}" if progress else ""
     how = f"killed by signal {-status}" if status is not None and status < 0 else f"exited with {status}"
     return {"type": "RunnerDied", "message": f"runner {how}{where}",

@@ -23,6 +23,7 @@ import psutil
 
 from helpers import wait_for  # noqa: F401 - the dashboard tests import it from here
 
+from runtool.models import Claimant
 from runtool.api import RunQueue
 from runtool.lock import ExecutorLock
 from runtool.processes import TOKEN_VAR
@@ -123,7 +124,7 @@ class HeldRun:
         assert self.lock.try_acquire("test")
         me = psutil.Process()
         with RunQueue(home, user="alice") as q:
-            run = q.store.claim(["long"], f"test:{me.pid}", me.pid, me.create_time())
+            run = q.store.claim(["long"], Claimant(f"test:{me.pid}", me.pid, me.create_time(), "test"))
             assert run is not None and run.id == run_id, run
             if progress:
                 q.store.heartbeat(run.id, run.attempt, progress)

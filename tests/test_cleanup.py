@@ -186,7 +186,7 @@ def test_retention_from_config(home, job):
     ok = q.submit(job)
     bad = q.submit(job, {"fail": True}, retries=0)
     Worker(q).drain()
-    assert apply_retention(q) == [ok.id]
+    assert apply_retention(q.store, q.settings.retention) == [ok.id]
     assert [r.id for r in q.list()] == [bad.id]
     write_config(home, '[retention]\nrunning = "1d"\n')
     assert "retention.running: expected succeeded, failed or cancelled" in runtool(home, "list").err

@@ -16,7 +16,7 @@ def test_demo_trains_then_detects_through_the_queue(home):
     training, detection = sorted(q.list(), key=lambda r: r.id)
     assert (training.kind, detection.kind) == ("training", "detection")
     assert (training.status, detection.status) == (Status.SUCCEEDED, Status.SUCCEEDED)
-    assert detection.after == training.id and detection.started_at >= training.finished_at
+    assert detection.after == [training.id] and detection.started_at >= training.finished_at
     train_dir, detect_dir = Path(training.run_dir), Path(detection.run_dir)
     assert json.loads((train_dir / "metrics.json").read_text())["accuracy"] >= 0.95
     for name in ("model.joblib", "confusion_matrix.png"):

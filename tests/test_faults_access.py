@@ -14,6 +14,7 @@ import pytest
 from fault_checks import state
 from helpers import ROLES, notebook, runtool, write_config
 
+from runtool.models import Claimant
 from runtool import IllegalTransition, InvalidInput, PermissionDenied, RunQueue
 from runtool.lock import ExecutorLock
 
@@ -38,7 +39,7 @@ def guarded(tmp_path_factory):
         lock = ExecutorLock(home / "executor.lock")
         assert lock.try_acquire("test")
         me = psutil.Process()
-        assert q.store.claim(["held"], f"test:{me.pid}", me.pid, me.create_time()).id == ids["held"]
+        assert q.store.claim(["held"], Claimant(f"test:{me.pid}", me.pid, me.create_time(), "test")).id == ids["held"]
     yield home, ids, job
     lock.release()
 

@@ -25,6 +25,7 @@ from fault_checks import state
 from helpers import JOB_PARAMETERS, Result, notebook, runtool, write_config
 from hypothesis import HealthCheck, example, given, settings
 
+from runtool.models import Claimant
 from runtool import Run, RunQueue, outcomes
 from runtool.cli import main
 from runtool.errors import InvalidInput, RuntoolError
@@ -84,7 +85,7 @@ def fuzz_home(tmp_path):
     job = notebook(tmp_path / "job.ipynb")
     with RunQueue(home) as q:
         q.submit(job, {"n": 1})
-        assert q.store.claim(None, "fuzz", os.getpid(), psutil.Process().create_time()).id == 1
+        assert q.store.claim([], Claimant("fuzz", os.getpid(), psutil.Process().create_time(), "test")).id == 1
     return home, job
 
 
@@ -191,7 +192,7 @@ def test_backoff_never_schedules_past_what_can_be_shown(home, job):
         for _ in range(8):  # attempt 8 backs off 12,800 years
             # travel past the backoff, then fail an attempt as the worker would record it
             q.store._conn.execute("UPDATE runs SET not_before = NULL WHERE id = ?", (run.id,))
-            claimed = q.store.claim(None, "test", os.getpid(), psutil.Process().create_time())
+            claimed = q.store.claim([], Claimant("test", os.getpid(), psutil.Process().create_time(), "test"))
             outcomes.fail_attempt(q, claimed, error, "test", "failed")
     assert runtool(home, "show", str(run.id)).code == 0
     assert runtool(home, "list", "--json").code == 0

@@ -22,7 +22,7 @@ from fault_checks import (
 from helpers import PYTHON, notebook, runtool, spawn
 
 from runtool import RunQueue, Status
-from runtool.queue import Store
+from runtool.queue import SQLiteStore
 
 FAST = {"RUNTOOL_BUSY_TIMEOUT": "1"}
 
@@ -63,9 +63,9 @@ def held(home, job):
 
 
 def test_busy_timeout_is_overridable(monkeypatch, home, tmp_path):
-    assert Store(tmp_path / "x.db", tmp_path).busy_timeout == 60.0
+    assert SQLiteStore(tmp_path / "x.db", tmp_path).busy_timeout == 60.0
     monkeypatch.setenv("RUNTOOL_BUSY_TIMEOUT", "2.5s")
-    assert Store(tmp_path / "y.db", tmp_path).busy_timeout == 2.5
+    assert SQLiteStore(tmp_path / "y.db", tmp_path).busy_timeout == 2.5
     monkeypatch.setenv("RUNTOOL_BUSY_TIMEOUT", "soon")
     result = runtool(home, "list")
     assert (result.code, one_line(result.err)) == (2, "runtool: bad RUNTOOL_BUSY_TIMEOUT 'soon': expected e.g. 90, 90s, 5m, 2h, 1d")

@@ -21,6 +21,7 @@ from dashboard_fixtures import HeldRun, cli, copy_home, make_notebooks, prepare_
 from hypothesis import HealthCheck, given, settings
 from traitlets import All
 
+from runtool.models import Claimant
 from runtool import dashview, serve
 from runtool.api import RunQueue
 from runtool.errors import RunNotFound, RuntoolError
@@ -344,7 +345,7 @@ def test_reconciles_stale_runs_when_opened(template, tmp_path):
     ctime = psutil.Process(dead.pid).create_time()
     dead.wait()
     with RunQueue(home, user="alice") as q:  # a worker that died while executing it
-        claimed = q.store.claim(["long"], f"gone:{dead.pid}", dead.pid, ctime)
+        claimed = q.store.claim(["long"], Claimant(f"gone:{dead.pid}", dead.pid, ctime, "test"))
         assert claimed is not None and claimed.id == runs.processing
     dash = Dashboard(home, user="carol", refresh_interval=None)
     try:

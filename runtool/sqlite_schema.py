@@ -1,0 +1,118 @@
+"""The SQLite store's schema, and the migrations that bring an older `runtool.db` up to it.
+
+A new database gets SCHEMA at once. An older one is migrated step by step, each step in
+one transaction with its version, by sqlite-utils (imported only then: it costs ~0.3 s).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from .errors import StoreUnavailable
+
+SCHEMA_VERSION = 2
+_TABLES = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    notebook TEXT NOT NULL, kind TEXT NOT NULL, queue TEXT NOT NULL,
+    priority INTEGER NOT NULL, status TEXT NOT NULL,
+    parameters TEXT NOT NULL, tags TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+    timeout_s REAL, kernel TEXT, output_copy TEXT,
+    created_at REAL NOT NULL, not_before REAL, started_at REAL, finished_at REAL,
+    heartbeat_at REAL, after_ids TEXT, after_on TEXT, ready INTEGER NOT NULL DEFAULT 1,
+    submitted_by TEXT NOT NULL, worker TEXT, machine TEXT, worker_pid INTEGER, worker_ctime REAL,
+    runner_pid INTEGER, runner_ctime REAL, kernel_pid INTEGER, kernel_ctime REAL,
+    progress_done INTEGER, progress_total INTEGER, error TEXT, metrics TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE history (
+    run_id INTEGER NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+    at REAL NOT NULL, by TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', error TEXT,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE paused (queue TEXT PRIMARY KEY, at REAL NOT NULL, by TEXT NOT NULL);
+"""
+_RUN_PARENTS = """
+CREATE TABLE run_parents (
+    parent_id INTEGER NOT NULL, child_id INTEGER NOT NULL, PRIMARY KEY (parent_id, child_id)
+) WITHOUT ROWID
+"""
+#: The claim walks runs_claim (or runs_claim_queue), partial indexes over waiting runs only.
+_INDEXES = """
+CREATE INDEX runs_claim ON runs(priority DESC, id) WHERE status = 'waiting';
+CREATE INDEX runs_claim_queue ON runs(queue, priority DESC, id) WHERE status = 'waiting';
+CREATE INDEX runs_status ON runs(status, id);
+CREATE INDEX runs_kind ON runs(kind, id);
+CREATE INDEX runs_queue ON runs(queue, id);
+"""
+#: The columns of `runs`, in order (the migrations rebuild the table in this order).
+RUN_COLUMNS = (
+    "id", "notebook", "kind", "queue", "priority", "status", "parameters", "tags", "attempt",
+    "max_attempts", "timeout_s", "kernel", "output_copy", "created_at", "not_before", "started_at",
+    "finished_at", "heartbeat_at", "after_ids", "after_on", "ready", "submitted_by", "worker",
+    "machine", "worker_pid", "worker_ctime", "runner_pid", "runner_ctime", "kernel_pid",
+    "kernel_ctime", "progress_done", "progress_total", "error", "metrics",
+)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _to_v2(db: Any) -> None:
+    """Version 1 -> 2: a run may continue several parents (`run_parents`, `after_ids`), and
+    records the machine it ran on and the metrics it recorded."""
+    runs = db["runs"]
+    for index in [i.name for i in runs.indexes]:
+        db.execute(f"DROP INDEX {index}")
+    runs.add_column("after_ids", str)
+    runs.add_column("machine", str)
+    runs.add_column("metrics", str, not_null_default="{}")
+    db.execute("UPDATE runs SET after_ids = json_array(after_id) WHERE after_id IS NOT NULL")
+    db.execute(_RUN_PARENTS)
+    db.execute("INSERT INTO run_parents SELECT after_id, id FROM runs WHERE after_id IS NOT NULL")
+    runs.transform(drop={"after_id"}, column_order=list(RUN_COLUMNS))
+    for statement in _statements(_INDEXES):
+        db.execute(statement)
+
+
+#: Version reached -> the step that reaches it from the version before.
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _to_v2}
+
+
+def prepare(conn: sqlite3.Connection, where: str) -> None:
+    """Create the schema in a new database, or migrate an older one; refuse a newer one.
+
+    `conn` is in autocommit mode; each step is one `BEGIN IMMEDIATE` transaction, so a
+    second process opening the same database meanwhile waits, then finds it done.
+    """
+    while True:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"database {where}: schema version {version} is newer than this runtool"
+                f" ({SCHEMA_VERSION}); upgrade runtool")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == version:  # not done meanwhile
+                _step(conn, version)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _step(conn: sqlite3.Connection, version: int) -> None:
+    if version == 0:
+        for statement in _statements(_TABLES + _RUN_PARENTS + ";" + _INDEXES):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return
+    import sqlite_utils
+
+    MIGRATIONS[version + 1](sqlite_utils.Database(conn))
+    conn.execute(f"PRAGMA user_version = {version + 1}")
