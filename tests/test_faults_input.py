@@ -193,7 +193,7 @@ def test_backoff_never_schedules_past_what_can_be_shown(home, job):
             # travel past the backoff, then fail an attempt as the worker would record it
             q.store._conn.execute("UPDATE runs SET not_before = NULL WHERE id = ?", (run.id,))
             claimed = q.store.claim([], Claimant("test", os.getpid(), psutil.Process().create_time(), "test"))
-            outcomes.fail_attempt(q, claimed, error, "test", "failed")
+            outcomes.fail_attempt(q.store, claimed, error, "test", "failed", q.settings.retry_base_delay)
     assert runtool(home, "show", str(run.id)).code == 0
     assert runtool(home, "list", "--json").code == 0
 
