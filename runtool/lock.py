@@ -31,7 +31,7 @@ class ExecutorLock:
         return True
 
     def note(self, text: str) -> None:
-        """Say who holds the lock and for what (read by `holder`)."""
+        """Write who holds the lock and for what into the lock file (for people reading it)."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, text.encode(), 0)
@@ -48,9 +48,3 @@ class ExecutorLock:
             probe.release()
             return True
         return False
-
-    def holder(self) -> str:
-        try:
-            return self.path.read_text(errors="replace").strip()
-        except OSError:
-            return ""

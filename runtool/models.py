@@ -182,7 +182,7 @@ class Run:
         return f"{self.run_dir}/{OUTPUT_FILE}"
 
     def to_dict(self, with_history: bool = False) -> dict[str, Any]:
-        """The record as `--json` and the Python API show it (DESIGN.md section 3)."""
+        """The record as `--json` and the Python API show it."""
         progress = None
         if self.progress_total is not None:
             progress = {"done": self.progress_done or 0, "total": self.progress_total}

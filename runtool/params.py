@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import io
 import json
-import math
 import os
 import stat
 import tokenize
@@ -228,8 +227,6 @@ def _check_json(name: str, value: Any) -> None:
         raise InvalidInput(f"bad value for parameter {name!r}: {why}") from None
     except (TypeError, RecursionError):
         raise InvalidInput(f"bad value for parameter {name!r}: not representable as JSON") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidInput(f"bad value for parameter {name!r}: NaN and infinity are not allowed")
 
 
 def _short(value: Any, limit: int = 40) -> str:

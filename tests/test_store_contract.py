@@ -1,0 +1,380 @@
+"""The store contract: every method of `queue.Store` and `queue.Tx`, and the rules of
+`lifecycle` made of them, run against each store implementation (tests/stores.py).
+
+These talk to the store directly, below `RunQueue`: no notebook, no kernel, no permission.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+from stores import PREPARE, STORE_KINDS
+
+from runtool import lifecycle
+from runtool.config import load_settings
+from runtool.errors import IllegalTransition, InvalidInput, RunNotFound
+from runtool.models import LABELS, Change, Claimant, NewRun, RunFilter, Status
+from runtool.queue import Store, open_store
+
+ME = Claimant("contract:1", os.getpid(), 0.0, "m1")
+BOOM = {"type": "ValueError", "message": "boom", "cell": 2, "traceback": "Traceback ..."}
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    PREPARE[request.param](home)
+    return home
+
+
+@pytest.fixture
+def store(store_home: Path):
+    opened = open_store(store_home, load_settings(store_home))
+    yield opened
+    opened.close()
+
+
+def new(n: int = 0, queue: str = "default", priority: int = 0, kind: str = "job",
+        after: tuple[int, ...] = (), on: str | None = None, not_before: float | None = None,
+        max_attempts: int = 2) -> NewRun:
+    return NewRun(notebook="/nb/job.ipynb", kind=kind, queue=queue, priority=priority,
+                  parameters={"n": n, "label": "é ✓"}, tags={"batch": str(n)},
+                  max_attempts=max_attempts, kernel="python3", not_before=not_before,
+                  after=after, after_on=on)  # type: ignore[arg-type]
+
+
+def submit(store: Store, *args, **kw) -> int:
+    return lifecycle.submit(store, new(*args, **kw), "alice").id
+
+
+def finish(store: Store, run_id: int, to: Status = Status.SUCCEEDED) -> None:
+    """Claim `run_id` (it must be next) and end its attempt as `to`."""
+    claimed = store.claim([], ME)
+    assert claimed is not None and claimed.id == run_id, claimed
+    lifecycle.change(store, run_id, [Status.PROCESSING], Change(to, "w", "done", BOOM if to is Status.FAILED else None),
+                     "record", attempt=claimed.attempt)
+
+
+# -- submitting and reading ------------------------------------------------------------
+
+
+def test_insert_get_and_history_round_trip(store: Store) -> None:
+    before = store.now()
+    run_id = submit(store, 7)
+    run = store.get(run_id)
+    assert (run.status, run.notebook, run.kind, run.queue) == (Status.WAITING, "/nb/job.ipynb", "job", "default")
+    assert run.parameters == {"n": 7, "label": "é ✓"} and run.tags == {"batch": "7"}
+    assert (run.attempt, run.max_attempts, run.ready, run.after, run.metrics) == (0, 2, True, [], {})
+    assert before - 1 <= run.created_at <= store.now() + 1
+    assert run.run_dir == f"{store.runs_dir}/{run_id}"
+    assert [(h["status"], h["by"], h["reason"]) for h in store.history(run_id)] == [("waiting", "alice", "submitted")]
+    with pytest.raises(RunNotFound):
+        store.get(run_id + 1000)
+
+
+def test_ids_are_never_reused(store: Store) -> None:
+    first = submit(store)
+    second = submit(store)
+    lifecycle.delete(store, second, [Status.WAITING])
+    assert submit(store) == second + 1 > first
+
+
+def test_list_and_count_filter_and_page_newest_first(store: Store) -> None:
+    ids = [submit(store, i, queue="q1" if i % 2 else "q2", kind="a" if i < 3 else "b") for i in range(6)]
+    lifecycle.change(store, ids[0], [Status.WAITING], Change(Status.CANCELLED, "bob", "no"), "cancel")
+    assert [r.id for r in store.list(RunFilter(), 50, 0)] == ids[::-1]
+    assert [r.id for r in store.list(RunFilter(), 2, 1)] == ids[::-1][1:3]
+    assert [r.id for r in store.list(RunFilter(queue="q1"), 50, 0)] == [ids[5], ids[3], ids[1]]
+    assert [r.id for r in store.list(RunFilter(kind="a", queue="q2"), 50, 0)] == [ids[2], ids[0]]
+    assert [r.id for r in store.list(RunFilter(statuses=(Status.CANCELLED,)), 50, 0)] == [ids[0]]
+    assert store.count(RunFilter()) == 6 and store.count(RunFilter(kind="b")) == 3
+    assert store.count(RunFilter(statuses=(Status.WAITING, Status.CANCELLED))) == 6
+    assert store.kinds_and_queues() == (["a", "b"], ["q1", "q2"])
+
+
+def test_text_search_matches_notebook_parameters_tags_and_id(store: Store) -> None:
+    a = lifecycle.submit(store, NewRun("/nb/detect_50%.ipynb", "d", "default", 0, {"x": "a_b"}, {"t": "zeta"}, 1), "u").id
+    b = submit(store, 1)
+    assert [r.id for r in store.list(RunFilter(text="zeta"), 50, 0)] == [a]
+    assert [r.id for r in store.list(RunFilter(text="50%"), 50, 0)] == [a]  # % is literal
+    assert [r.id for r in store.list(RunFilter(text="a_b"), 50, 0)] == [a]  # _ is literal
+    assert store.count(RunFilter(text="é ✓")) == 1
+    assert [r.id for r in store.list(RunFilter(text=str(b)), 50, 0)] == [b]
+
+
+def test_counts_per_label(store: Store) -> None:
+    now = store.now()
+    waiting = submit(store)
+    submit(store, not_before=now + 3600)  # scheduled
+    parent = submit(store)
+    submit(store, after=(parent,), on="success")  # awaiting
+    lifecycle.change(store, waiting, [Status.WAITING], Change(Status.CANCELLED, "u", "x"), "cancel")
+    counts = store.counts(store.now())
+    assert set(counts) == set(LABELS)
+    assert {k: v for k, v in counts.items() if v} == {"waiting": 1, "scheduled": 1, "awaiting": 1, "cancelled": 1}
+
+
+# -- claiming ----------------------------------------------------------------------------
+
+
+def test_claim_order_queue_order_then_priority_then_age(store: Store) -> None:
+    low = submit(store, queue="b", priority=-10)
+    old = submit(store, queue="b")
+    young = submit(store, queue="b")
+    high = submit(store, queue="b", priority=10)
+    other = submit(store, queue="a", priority=100)
+    order = []
+    while (run := store.claim(["b", "a"], ME)) is not None:
+        order.append(run.id)
+    assert order == [high, old, young, low, other]
+    assert store.claim([], ME) is None
+
+
+def test_claim_records_worker_machine_attempt_and_history(store: Store) -> None:
+    run_id = submit(store)
+    run = store.claim([], ME)
+    assert run is not None and run.id == run_id
+    assert (run.status, run.attempt, run.worker, run.worker_pid, run.machine) == (
+        Status.PROCESSING, 1, "contract:1", os.getpid(), "m1")
+    assert run.started_at is not None and run.heartbeat_at == run.started_at
+    assert store.history(run_id)[-1]["reason"] == "attempt 1 of 2"
+    assert [r.id for r in store.processing()] == [run_id]
+
+
+def test_claim_skips_paused_scheduled_awaiting_and_other_queues(store: Store) -> None:
+    submit(store, queue="paused")
+    submit(store, not_before=store.now() + 3600)
+    parent_of = submit(store, queue="held")
+    submit(store, after=(parent_of,), on="success")
+    store.pause("paused", "admin")
+    store.pause("held", "admin")
+    assert store.paused() == {"paused": "admin", "held": "admin"}
+    assert not store.has_runnable([], store.now())
+    assert store.claim([], ME) is None
+    assert store.next_due(store.now()) is not None
+    store.resume("paused")
+    assert store.has_runnable([], store.now()) and not store.has_runnable(["nope"], store.now())
+    assert store.claim(["nope"], ME) is None
+    claimed = store.claim([], ME)
+    assert claimed is not None and claimed.queue == "paused"
+    store.pause("*", "admin")
+    store.resume(None)
+    assert store.paused() == {}
+
+
+def _claim_all(home: str, go, queue: multiprocessing.Queue) -> None:
+    store = open_store(Path(home), load_settings(Path(home)))
+    me = Claimant(f"p:{os.getpid()}", os.getpid(), 0.0, f"m{os.getpid()}")
+    got = []
+    go.wait()
+    while (run := store.claim([], me)) is not None:
+        got.append(run.id)
+        lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, me.name, "ok"),
+                         "record", attempt=run.attempt)
+    store.close()
+    queue.put(got)
+
+
+def test_claims_exactly_once_under_several_processes(store: Store, store_home: Path) -> None:
+    ids = [submit(store, i) for i in range(120)]
+    ctx = multiprocessing.get_context("spawn")
+    results, go = ctx.Queue(), ctx.Barrier(4)
+    procs = [ctx.Process(target=_claim_all, args=(str(store_home), go, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    claimed = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    flat = sorted(i for got in claimed for i in got)
+    assert flat == ids, "every run claimed exactly once"
+    assert sum(1 for got in claimed if got) >= 2, "the claims were spread over processes"
+    assert store.count(RunFilter(statuses=(Status.SUCCEEDED,))) == 120
+
+
+# -- the worker's small writes ----------------------------------------------------------
+
+
+def test_heartbeat_and_processes_only_touch_the_current_attempt(store: Store) -> None:
+    run_id = submit(store)
+    run = store.claim([], ME)
+    assert run is not None
+    store.heartbeat(run_id, run.attempt, (2, 5))
+    store.record_processes(run_id, run.attempt, (111, 1.5), (222, 2.5))
+    got = store.get(run_id)
+    assert (got.progress_done, got.progress_total) == (2, 5)
+    assert (got.runner_pid, got.runner_ctime, got.kernel_pid, got.kernel_ctime) == (111, 1.5, 222, 2.5)
+    assert got.heartbeat_at is not None and got.heartbeat_at >= run.started_at
+    store.heartbeat(run_id, run.attempt + 1, (4, 5))  # a stale attempt's heartbeat
+    store.record_processes(run_id, run.attempt + 1, (333, 3.0), None)
+    got = store.get(run_id)
+    assert (got.progress_done, got.runner_pid) == (2, 111)
+
+
+def test_change_marker_moves_when_another_connection_commits(store: Store, store_home: Path) -> None:
+    marker = store.change_marker()
+    other = open_store(store_home, load_settings(store_home))
+    try:
+        lifecycle.submit(other, new(), "bob")
+    finally:
+        other.close()
+    assert store.change_marker() != marker
+
+
+# -- guarded changes and their history ---------------------------------------------------
+
+
+def test_guarded_change_writes_one_history_row_or_nothing(store: Store) -> None:
+    run_id = submit(store)
+    lifecycle.change(store, run_id, [Status.WAITING], Change(Status.CANCELLED, "bob", "not needed"), "cancel")
+    with pytest.raises(IllegalTransition, match="cannot cancel: not allowed while cancelled"):
+        lifecycle.change(store, run_id, [Status.WAITING], Change(Status.CANCELLED, "bob", "again"), "cancel")
+    with pytest.raises(ValueError):  # a change runtool never makes
+        lifecycle.change(store, run_id, [Status.SUCCEEDED], Change(Status.WAITING, "bob", "x"), "retry")
+    with pytest.raises(RunNotFound):
+        lifecycle.change(store, run_id + 99, [Status.WAITING], Change(Status.CANCELLED, "bob", "x"), "cancel")
+    assert [h["status"] for h in store.history(run_id)] == ["waiting", "cancelled"]
+    run = store.get(run_id)
+    assert run.status is Status.CANCELLED and run.finished_at is not None
+
+
+def test_attempt_guard_refuses_a_late_attempt(store: Store) -> None:
+    run_id = submit(store)
+    first = store.claim([], ME)
+    assert first is not None
+    lifecycle.change(store, run_id, [Status.PROCESSING], Change(Status.WAITING, "w", "retry", BOOM, not_before=0.0),
+                     "record", attempt=1)
+    second = store.claim([], ME)
+    assert second is not None and second.attempt == 2
+    with pytest.raises(IllegalTransition):  # attempt 1's worker comes back late
+        lifecycle.change(store, run_id, [Status.PROCESSING], Change(Status.SUCCEEDED, "late", "ok"), "record", attempt=1)
+    assert store.get(run_id).status is Status.PROCESSING
+
+
+def test_failed_attempt_back_to_waiting_keeps_error_and_not_before(store: Store) -> None:
+    run_id = submit(store)
+    assert store.claim([], ME) is not None
+    due = store.now() + 60
+    run = lifecycle.change(store, run_id, [Status.PROCESSING],
+                           Change(Status.WAITING, "w", "failed; retry", BOOM, not_before=due), "record", attempt=1)
+    assert (run.status, run.error, run.not_before, run.attempt) == (Status.WAITING, BOOM, due, 1)
+    assert run.label(store.now()) == "retrying"
+    assert store.history(run_id)[-1]["error"] == BOOM
+    assert store.next_due(store.now()) == due
+
+
+def test_uncount_and_reset_the_attempt(store: Store) -> None:
+    run_id = submit(store)
+    assert store.claim([], ME) is not None
+    back = lifecycle.change(store, run_id, [Status.PROCESSING],
+                            Change(Status.WAITING, "w", "stopped", attempt="uncount"), "requeue", attempt=1)
+    assert back.attempt == 0 and back.label(store.now()) == "waiting"
+    finish(store, run_id, Status.FAILED)
+    failed = store.get(run_id)
+    assert failed.error == BOOM and failed.attempt == 1
+    again = lifecycle.retry(store, run_id, "bob")
+    assert (again.status, again.attempt, again.error, again.started_at, again.finished_at) == (
+        Status.WAITING, 0, None, None, None)
+    assert [h["status"] for h in store.history(run_id)] == [
+        "waiting", "processing", "waiting", "processing", "failed", "waiting"]
+    with pytest.raises(IllegalTransition):
+        lifecycle.retry(store, run_id, "bob")  # waiting runs are not retried
+
+
+def test_metrics_are_recorded_with_the_change(store: Store) -> None:
+    run_id = submit(store)
+    assert store.claim([], ME) is not None
+    done = lifecycle.change(store, run_id, [Status.PROCESSING],
+                            Change(Status.SUCCEEDED, "w", "ok", metrics={"accuracy": 0.99, "n": 3}), "record")
+    assert done.metrics == {"accuracy": 0.99, "n": 3} == store.get(run_id).metrics
+
+
+# -- continuations -----------------------------------------------------------------------
+
+
+def test_continuation_of_several_parents_waits_for_all(store: Store) -> None:
+    a, b = submit(store), submit(store)
+    child = submit(store, after=(a, b), on="success")
+    assert store.get(child).after == [a, b] and store.get(child).label(store.now()) == "awaiting"
+    finish(store, a)
+    assert not store.get(child).ready
+    finish(store, b)
+    assert store.get(child).ready and store.get(child).status is Status.WAITING
+
+
+@pytest.mark.parametrize("on, outcome, expected", [
+    ("success", Status.SUCCEEDED, "ready"), ("success", Status.FAILED, "cancelled"),
+    ("failure", Status.FAILED, "ready"), ("failure", Status.SUCCEEDED, "cancelled"),
+    ("finish", Status.FAILED, "ready"), ("finish", Status.SUCCEEDED, "ready"),
+])
+def test_continuation_condition(store: Store, on: str, outcome: Status, expected: str) -> None:
+    parent = submit(store)
+    child = submit(store, after=(parent,), on=on)
+    finish(store, parent, outcome)
+    run = store.get(child)
+    if expected == "ready":
+        assert run.status is Status.WAITING and run.ready
+    else:
+        assert run.status is Status.CANCELLED
+        assert store.history(child)[-1]["reason"] == (
+            f"parent run {parent} ended {outcome.value}; this run continues it only on {on}")
+
+
+def test_cancel_cascades_and_a_finished_parent_resolves_at_submit(store: Store) -> None:
+    parent = submit(store)
+    child = submit(store, after=(parent,), on="success")
+    grandchild = submit(store, after=(child,), on="finish")
+    lifecycle.change(store, parent, [Status.WAITING], Change(Status.CANCELLED, "bob", "no"), "cancel")
+    assert store.get(child).status is Status.CANCELLED
+    assert store.get(grandchild).status is Status.CANCELLED  # its parent ended cancelled
+    late = submit(store, after=(parent,), on="success")
+    assert store.get(late).status is Status.CANCELLED
+    with pytest.raises(InvalidInput, match="bad --after 9999: no such run"):
+        submit(store, after=(9999,), on="success")
+
+
+def test_delete_removes_run_history_and_cancels_continuations(store: Store) -> None:
+    parent = submit(store)
+    child = submit(store, after=(parent,), on="finish")
+    deleted = lifecycle.delete(store, parent, [Status.WAITING])
+    assert deleted.id == parent
+    with pytest.raises(RunNotFound):
+        store.get(parent)
+    assert store.history(parent) == []
+    assert store.get(child).status is Status.CANCELLED
+    assert f"parent run {parent} was deleted" in store.history(child)[-1]["reason"]
+    processing = submit(store)
+    assert store.claim([], ME) is not None
+    with pytest.raises(IllegalTransition):
+        lifecycle.delete(store, processing, [Status.WAITING, Status.SUCCEEDED])
+    assert store.get(processing).status is Status.PROCESSING
+
+
+def test_retry_of_a_continuation_waits_for_unfinished_parents(store: Store) -> None:
+    parent = submit(store)
+    child = submit(store, after=(parent,), on="success")
+    lifecycle.change(store, child, [Status.WAITING], Change(Status.CANCELLED, "bob", "no"), "cancel")
+    assert not lifecycle.retry(store, child, "bob").ready  # parent still waiting
+    finish(store, parent)
+    assert store.get(child).ready
+
+
+# -- purge -------------------------------------------------------------------------------
+
+
+def test_finished_before_selects_what_purge_removes(store: Store) -> None:
+    old = submit(store)
+    finish(store, old)
+    waiting = submit(store)
+    time.sleep(0.01)
+    cutoff = store.now()
+    assert store.finished_before(cutoff, [Status.SUCCEEDED, Status.FAILED]) == [old]
+    assert store.finished_before(cutoff, [Status.FAILED]) == []
+    assert store.finished_before(store.get(old).finished_at or 0, [Status.SUCCEEDED]) == []
+    from runtool.cleanup import purge
+
+    assert purge(store, cutoff) == [old]
+    assert [r.id for r in store.list(RunFilter(), 50, 0)] == [waiting]
