@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import format as fmt
+from .models import Status
 
 if TYPE_CHECKING:
     from .api import RunQueue
 
-STATUSES = ("waiting", "processing", "succeeded", "failed", "cancelled")
+STATUSES = tuple(s.value for s in Status)
 
 
 def _fail(message: str, code: int) -> NoReturn:

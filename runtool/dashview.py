@@ -16,14 +16,10 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from . import format as fmt
-from .models import FINISHED, Run, Status
+from .models import FINISHED, LABELS, Run, Status
 
-#: Counts shown at the top, in this order; awaiting and retrying only when there are any.
-COUNT_LABELS = ("waiting", "scheduled", "awaiting", "retrying", "processing", "succeeded",
-                "failed", "cancelled")
+#: Counts shown at the top (in LABELS order); awaiting and retrying only when there are any.
 ALWAYS_COUNTED = ("waiting", "scheduled", "processing", "succeeded", "failed", "cancelled")
-#: Every action a run may offer, in the order the buttons appear.
-ACTIONS = ("cancel", "delete", "retry", "force-cancel")
 IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".svg": "svg+xml"}
 MAX_IMAGES = 6
 MAX_IMAGE_BYTES = 8_000_000
@@ -96,7 +92,7 @@ def counts_html(counts: Mapping[str, int], paused: Mapping[str, str]) -> str:
     """Badges with the number of runs per label, then which queues are paused."""
     parts = [
         f'<span class="rt-count rt-st-{name}" data-status="{name}">{name} <b>{counts.get(name, 0):,}</b></span>'
-        for name in COUNT_LABELS
+        for name in LABELS
         if name in ALWAYS_COUNTED or counts.get(name, 0)
     ]
     if paused:

@@ -23,11 +23,11 @@ import ipywidgets as widgets
 from . import dashview as view
 from .api import RunQueue
 from .errors import RuntoolError
-from .models import Run
+from .models import Run, Status
 from .submitform import SubmitForm
 from .widgets_detail import RunDetail
 
-STATUSES = ("waiting", "processing", "succeeded", "failed", "cancelled")
+STATUSES = tuple(s.value for s in Status)
 PAGE_SIZE = 20
 """Rows per page of the table."""
 REFRESH_S = 3.0
