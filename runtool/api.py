@@ -140,8 +140,9 @@ class RunQueue:
         return self.store.list(where, _count(limit, "--limit"), _count(offset, "--offset"))
 
     def count(self, status: Sequence[str] | str | None = None, queue: str | None = None,
-              kind: str | None = None, text: str | None = None) -> int:
-        return self.store.count(RunFilter(_statuses(status), queue, kind, text))
+              kind: str | None = None, text: str | None = None, cap: int | None = None) -> int:
+        """How many runs match; with `cap`, counting stops past it (returns at most cap + 1)."""
+        return self.store.count(RunFilter(_statuses(status), queue, kind, text), cap)
 
     def counts(self) -> dict[str, int]:
         """Runs per label: waiting (due now; paused queues included), scheduled, awaiting,

@@ -136,10 +136,11 @@ def row_html(view: RowView) -> str:
     return line
 
 
-def pager_text(offset: int, shown: int, total: int) -> str:
+def pager_text(offset: int, shown: int, total: int, more: bool = False) -> str:
+    """`1–20 of 345`; with `more`, the count stopped at `total` and there are more."""
     if total == 0:
         return "no runs match"
-    return f"{offset + 1:,}–{offset + shown:,} of {total:,}"
+    return f"{offset + 1:,}–{offset + shown:,} of {total:,}{'+' if more else ''}"
 
 
 # -- HTML of the detail pane -------------------------------------------------------------

@@ -117,6 +117,8 @@ class RunFilter:
     queue: str | None = None
     kind: str | None = None
     text: str | None = None
+    exclude: int | None = None
+    """A run id left out (the search's own hit, already shown first)."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,9 +82,10 @@ class Store(Protocol):
         """The run's status changes, oldest first."""
 
     def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        """Runs matching `where`, newest first."""
+        """Runs matching `where`, newest first (a run whose id is the search text first)."""
 
-    def count(self, where: RunFilter) -> int: ...
+    def count(self, where: RunFilter, cap: int | None = None) -> int:
+        """How many runs match `where`; with `cap`, counting stops past `cap` (cap + 1)."""
 
     def counts(self, now: float) -> dict[str, int]:
         """Runs per label (models.LABELS)."""
@@ -275,24 +277,46 @@ class SQLiteStore:
         ]
 
     def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        clause, args = _filters(where)
+        pinned = self._run_named_by(where)
+        if pinned is not None:  # the run whose id was searched for comes first
+            if offset == 0:
+                return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
+            return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
+        query, args = _select(where, "r.*")
         with self._errors():
-            rows = self._conn.execute(
-                f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
-            ).fetchall()
+            rows = self._conn.execute(f"{query} LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         return [self.row_to_run(r) for r in rows]
 
-    def count(self, where: RunFilter) -> int:
-        clause, args = _filters(where)
+    def count(self, where: RunFilter, cap: int | None = None) -> int:
+        if not (where.queue or where.kind or where.text or where.exclude):
+            with self._errors():  # the counts the triggers keep
+                rows = self._conn.execute("SELECT status, n FROM run_counts").fetchall()
+            return sum(n for status, n in rows if not where.statuses or status in where.statuses)
+        pinned = self._run_named_by(where)
+        if pinned is not None:
+            return 1 + self.count(replace(where, exclude=pinned.id), None if cap is None else cap - 1)
+        query, args = _select(where, "1", ordered=False)
+        if cap is not None:
+            query, args = f"{query} LIMIT ?", [*args, cap + 1]
         with self._errors():
-            return int(self._conn.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0])
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM ({query})", args).fetchone()[0])
+
+    def _run_named_by(self, where: RunFilter) -> Run | None:
+        """The run whose id the search text is, if it passes the other filters."""
+        text = (where.text or "").strip()
+        if not text.isascii() or not text.isdigit() or where.exclude is not None or len(text) > 18:
+            return None
+        query, args = _select(replace(where, text=None), "r.*", ordered=False)
+        with self._errors():
+            row = self._conn.execute(f"{query} AND r.id = ?", (*args, int(text))).fetchone()
+        return self.row_to_run(row) if row else None
 
     def counts(self, now: float) -> dict[str, int]:
         result = dict.fromkeys(LABELS, 0)
         with self._errors():
-            for row in self._conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
-                if row[0] != Status.WAITING:
-                    result[row[0]] = row[1]
+            for status, n in self._conn.execute("SELECT status, n FROM run_counts"):
+                if status != Status.WAITING:
+                    result[status] = n
             row = self._conn.execute(
                 """SELECT
                      COALESCE(SUM(ready = 1 AND attempt = 0 AND (not_before IS NULL OR not_before <= :now)), 0),
@@ -306,9 +330,14 @@ class SQLiteStore:
         return result
 
     def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
+        # A skip-scan of each index: one seek per distinct value, not a walk over every run.
+        distinct = """WITH RECURSIVE v(x) AS (
+                        SELECT MIN({0}) FROM runs
+                        UNION ALL SELECT (SELECT MIN({0}) FROM runs WHERE {0} > v.x) FROM v WHERE v.x IS NOT NULL)
+                      SELECT x FROM v WHERE x IS NOT NULL"""
         with self._errors():
-            kinds = [r[0] for r in self._conn.execute("SELECT DISTINCT kind FROM runs ORDER BY kind")]
-            queues = [r[0] for r in self._conn.execute("SELECT DISTINCT queue FROM runs ORDER BY queue")]
+            kinds = [r[0] for r in self._conn.execute(distinct.format("kind"))]
+            queues = [r[0] for r in self._conn.execute(distinct.format("queue"))]
         return kinds, queues
 
     def processing(self) -> builtins.list[Run]:
@@ -521,24 +550,53 @@ def _add_history(c: sqlite3.Connection, run_id: int, status: Status, at: float, 
     )
 
 
-def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
+def _select(where: RunFilter, columns: str, ordered: bool = True) -> tuple[str, builtins.list[Any]]:
+    """A SELECT of `columns` from runs `r` matching `where`, newest first if `ordered`.
+
+    A text search walks the FTS index newest first and stops at the page, so a common word
+    costs little more than a rare one.
+    """
     clauses: builtins.list[str] = []
     args: builtins.list[Any] = []
+    source = "runs r"
+    order = "r.id DESC"
+    if where.text is not None and where.text.strip():
+        # CROSS JOIN: the index drives, whatever the planner guesses (runs first would ask
+        # the index once per run).
+        source = "runs_fts f CROSS JOIN runs r ON r.id = f.rowid"
+        clauses.append("runs_fts MATCH ?")
+        narrowed = [f'{column} : "{value}"' for column, value in (("kind", where.kind), ("queue", where.queue))
+                    if value and '"' not in value]  # names are checked, but never trust a quote
+        args.append(" AND ".join([fts_query(where.text), *narrowed]))
+        order = "f.rowid DESC"
     if where.statuses:
-        clauses.append(f"status IN ({','.join('?' * len(where.statuses))})")
+        clauses.append(f"r.status IN ({','.join('?' * len(where.statuses))})")
         args.extend(s.value for s in where.statuses)
     if where.queue:
-        clauses.append("queue = ?")
+        clauses.append("r.queue = ?")
         args.append(where.queue)
     if where.kind:
-        clauses.append("kind = ?")
+        clauses.append("r.kind = ?")
         args.append(where.kind)
-    if where.text:
-        text = where.text
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses.append(
-            "(notebook LIKE ? ESCAPE '\\' OR parameters LIKE ? ESCAPE '\\'"
-            " OR tags LIKE ? ESCAPE '\\' OR CAST(id AS TEXT) = ?)"
-        )
-        args.extend([pattern, pattern, pattern, text.strip()])
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+    if where.exclude is not None:
+        clauses.append("r.id != ?")
+        args.append(where.exclude)
+    query = f"SELECT {columns} FROM {source} WHERE " + (" AND ".join(clauses) or "1")
+    return (f"{query} ORDER BY {order}" if ordered else query), args
+
+
+def fts_query(text: str) -> str:
+    """The FTS5 query for a search box's text: every word, in any column; `word*` a prefix.
+
+    Words are quoted (FTS5 syntax in the text means nothing) and split as the index splits
+    them: `score_threshold 0.5` finds `"score_threshold": 0.5`. A prefix is asked for, not
+    implied: a short prefix of a word in every run would make every search read them all.
+    Text with no word matches nothing.
+    """
+    terms = []
+    for word in text.split():
+        prefix = word.endswith("*")
+        word = word.rstrip("*")
+        if any(ch.isalnum() for ch in word):
+            terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " AND ".join(terms) or '""'

@@ -30,6 +30,8 @@ from .widgets_detail import RunDetail
 STATUSES = tuple(s.value for s in Status)
 PAGE_SIZE = 20
 """Rows per page of the table."""
+COUNT_AHEAD = 10_000
+"""Matches counted past the page shown ("1–20 of 10,000+" beyond)."""
 REFRESH_S = 3.0
 """Seconds between two refreshes of an open dashboard."""
 #: Set by `runtool dashboard` for the Voila kernel: where Voila serves the home's files.
@@ -92,7 +94,7 @@ class Dashboard(widgets.VBox):
                                         layout=widgets.Layout(width="140px"))
         self._kind = widgets.Dropdown(options=[("any kind", "")], layout=widgets.Layout(width="160px"))
         self._queue_filter = widgets.Dropdown(options=[("any queue", "")], layout=widgets.Layout(width="160px"))
-        self._text = widgets.Text(placeholder="search notebook, parameters, tags (Enter)",
+        self._text = widgets.Text(placeholder="search words in notebook, parameters, tags; word* for a prefix (Enter)",
                                   continuous_update=False, layout=widgets.Layout(width="340px"))
         self._refresh = widgets.Button(description="Refresh", icon="sync",
                                        layout=widgets.Layout(width="100px"))
@@ -201,7 +203,10 @@ class Dashboard(widgets.VBox):
             counts, paused = q.counts(), q.paused()
             self._update_options(sum(counts.values()))
             filters = self._filters()
-            total = q.count(**filters)
+            # Counting a million matches would cost more than the page: count a little past it.
+            cap = self._offset + COUNT_AHEAD
+            total = q.count(**filters, cap=cap)
+            more, total = total > cap, min(total, cap)
             if self._offset >= total > 0:
                 self._offset = (total - 1) // self._page_size * self._page_size
             runs = q.list(**filters, limit=self._page_size, offset=self._offset)
@@ -215,9 +220,9 @@ class Dashboard(widgets.VBox):
         for index, row in enumerate(self._rows):
             changed |= row.show(view.row_view(runs[index], now, paused) if index < len(runs) else None)
         self._mark_selected()
-        changed |= self._set(self._page, view.pager_text(self._offset, len(runs), total))
+        changed |= self._set(self._page, view.pager_text(self._offset, len(runs), total, more))
         self._newer.disabled = self._offset == 0
-        self._older.disabled = self._offset + len(runs) >= total
+        self._older.disabled = self._offset + len(runs) >= total and not more
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
         if changed or not self._footer.value:
             # Only on changes: a page that sends nothing lets Voila cull a forgotten kernel.

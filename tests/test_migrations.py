@@ -26,15 +26,16 @@ def old_home(tmp_path: Path) -> Path:
 
 
 def _schema(db: Path) -> tuple[dict, dict]:
-    """Tables' columns (name, type, not null, primary key) and indexes' SQL of a database."""
+    """Tables' columns (name, type, not null, primary key), and indexes' and triggers' SQL."""
     conn = sqlite3.connect(db)
     tables = {
         name: [row[1:4] + row[5:6] for row in conn.execute(f"PRAGMA table_info({name})")]
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     }
-    indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+    derived = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"
+                                " AND sql IS NOT NULL"))
     conn.close()
-    return tables, indexes
+    return tables, derived
 
 
 def test_a_v1_home_opens_with_every_record_and_history_row_intact(old_home: Path) -> None:
@@ -50,6 +51,8 @@ def test_a_v1_home_opens_with_every_record_and_history_row_intact(old_home: Path
                 record.pop(moved)
             assert got == record
         assert q.paused() == {"detection": "root"}
+        assert [r.id for r in q.list(text="digits")] == [1]  # old runs are in the text index
+        assert q.counts()["succeeded"] == 1 and q.count(status="waiting") == 5
         assert q.get(8).label(q.store.now()) == "awaiting"
     conn = sqlite3.connect(old_home / "runtool.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

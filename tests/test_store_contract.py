@@ -96,14 +96,37 @@ def test_list_and_count_filter_and_page_newest_first(store: Store) -> None:
     assert store.kinds_and_queues() == (["a", "b"], ["q1", "q2"])
 
 
-def test_text_search_matches_notebook_parameters_tags_and_id(store: Store) -> None:
-    a = lifecycle.submit(store, NewRun("/nb/detect_50%.ipynb", "d", "default", 0, {"x": "a_b"}, {"t": "zeta"}, 1), "u").id
+def test_text_search_finds_words_and_prefixes_in_notebook_parameters_and_tags(store: Store) -> None:
+    a = lifecycle.submit(store, NewRun("/nb/detect_50%.ipynb", "d", "default", 0,
+                                       {"score_threshold": 0.5, "x": "a_b"}, {"t": "zeta"}, 1), "u").id
     b = submit(store, 1)
-    assert [r.id for r in store.list(RunFilter(text="zeta"), 50, 0)] == [a]
-    assert [r.id for r in store.list(RunFilter(text="50%"), 50, 0)] == [a]  # % is literal
-    assert [r.id for r in store.list(RunFilter(text="a_b"), 50, 0)] == [a]  # _ is literal
-    assert store.count(RunFilter(text="é ✓")) == 1
-    assert [r.id for r in store.list(RunFilter(text=str(b)), 50, 0)] == [b]
+    found = {text: [r.id for r in store.list(RunFilter(text=text), 50, 0)]
+             for text in ("zeta", "ZETA", "ZET", "ZET*", "detect", "50%", "a_b", "score_threshold 0.5",
+                          "thresh* 0.5", "0.5 zeta", "ipynb", "eta*", "zeta nope", "%", '"', "AND (", "*")}
+    assert found == {"zeta": [a], "ZETA": [a], "ZET": [], "ZET*": [a], "detect": [a], "50%": [a], "a_b": [a],
+                     "score_threshold 0.5": [a], "thresh* 0.5": [a], "0.5 zeta": [a], "ipynb": [b, a],
+                     "eta*": [], "zeta nope": [], "%": [], '"': [], "AND (": [], "*": []}
+    assert store.count(RunFilter(text="é ✓")) == 1  # accents folded: "e" is a word of run b
+    assert store.count(RunFilter(text="ipynb", kind="d")) == 1
+
+
+def test_a_run_id_searched_for_comes_first(store: Store) -> None:
+    ids = [submit(store, i) for i in range(12)]  # parameters n = 0..11, tags batch = the same
+    hits = [r.id for r in store.list(RunFilter(text="1"), 50, 0)]
+    assert hits == [ids[0], ids[1]]  # run 1 (n = 0) first, then the run with n = 1
+    assert store.count(RunFilter(text="1")) == 2
+    assert [r.id for r in store.list(RunFilter(text="1"), 1, 1)] == [ids[1]]
+    assert [r.id for r in store.list(RunFilter(text="1*"), 50, 0)] == [ids[11], ids[10], ids[1]]  # a prefix, no id
+    assert [r.id for r in store.list(RunFilter(text="1*"), 2, 1)] == [ids[10], ids[1]]
+    assert [r.id for r in store.list(RunFilter(text="1", kind="other"), 50, 0)] == []
+
+
+def test_count_stops_at_its_cap(store: Store) -> None:
+    for i in range(6):
+        submit(store, i)
+    assert store.count(RunFilter(text="job")) == 6
+    assert store.count(RunFilter(text="job"), cap=3) == 4
+    assert store.count(RunFilter(kind="job"), cap=10) == 6
 
 
 def test_counts_per_label(store: Store) -> None:

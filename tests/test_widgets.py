@@ -292,6 +292,8 @@ def test_filters_search_and_paging(open_dash, runs):
     assert {row.id for row in dash.rows} == {runs.failed, runs.retrying}
     dash.set_filters(text="no such thing")
     assert dash.rows == [] and text_of(dash.page_text) == "no runs match"
+    dash.set_filters(text="failing*")  # a prefix: the notebook failing.ipynb
+    assert {row.id for row in dash.rows} == {runs.failed, runs.retrying}
     # the controls do the same as set_filters
     dash.set_filters()
     dash._status.value = "cancelled"
@@ -541,3 +543,11 @@ def test_open_dashboard_says_in_one_line_why_it_cannot_open(tmp_path):
     page = open_dashboard(home, refresh_interval=None)
     assert isinstance(page, Dashboard)
     page.close()
+
+
+def test_the_pager_says_when_counting_stopped():
+    from runtool import dashview as view
+
+    assert view.pager_text(0, 20, 345) == "1–20 of 345"
+    assert view.pager_text(20, 20, 10_020, more=True) == "21–40 of 10,020+"
+    assert view.pager_text(0, 0, 0) == "no runs match"
