@@ -23,10 +23,10 @@ import psutil
 
 from helpers import wait_for  # noqa: F401 - the dashboard tests import it from here
 
-from runtool.models import Claimant
 from runtool.api import RunQueue
 from runtool.lock import ExecutorLock
 from runtool.processes import TOKEN_VAR
+from runtool.models import Claimant
 
 RUNTOOL = [sys.executable, "-m", "runtool"]
 USERS = '[users]\nalice = "admin"\nbob = "operator"\ncarol = "viewer"\ndora = "analyst"\n"*" = "viewer"\n' \

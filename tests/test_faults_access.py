@@ -14,9 +14,9 @@ import pytest
 from fault_checks import state
 from helpers import ROLES, notebook, runtool, write_config
 
-from runtool.models import Claimant
 from runtool import IllegalTransition, InvalidInput, PermissionDenied, RunQueue
 from runtool.lock import ExecutorLock
+from runtool.models import Claimant
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,10 @@ from fault_checks import state
 from helpers import JOB_PARAMETERS, Result, notebook, runtool, write_config
 from hypothesis import HealthCheck, example, given, settings
 
-from runtool.models import Claimant
 from runtool import Run, RunQueue, outcomes
 from runtool.cli import main
 from runtool.errors import InvalidInput, RuntoolError
+from runtool.models import Claimant
 
 FUZZ = settings(max_examples=80, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -21,11 +21,10 @@ from dashboard_fixtures import HeldRun, cli, copy_home, make_notebooks, prepare_
 from hypothesis import HealthCheck, given, settings
 from traitlets import All
 
-from runtool.models import Claimant
 from runtool import dashview, serve
 from runtool.api import RunQueue
 from runtool.errors import RunNotFound, RuntoolError
-from runtool.models import Status
+from runtool.models import Claimant, Status
 from runtool.params import Parameter
 from runtool.submitform import changed_parameters, default_text, form_value
 from runtool.widgets import Dashboard
@@ -546,8 +545,6 @@ def test_open_dashboard_says_in_one_line_why_it_cannot_open(tmp_path):
 
 
 def test_the_pager_says_when_counting_stopped():
-    from runtool import dashview as view
-
-    assert view.pager_text(0, 20, 345) == "1–20 of 345"
-    assert view.pager_text(20, 20, 10_020, more=True) == "21–40 of 10,020+"
-    assert view.pager_text(0, 0, 0) == "no runs match"
+    assert dashview.pager_text(0, 20, 345) == "1–20 of 345"
+    assert dashview.pager_text(20, 20, 10_020, more=True) == "21–40 of 10,020+"
+    assert dashview.pager_text(0, 0, 0) == "no runs match"
