@@ -53,15 +53,16 @@ CREATE INDEX runs_queue ON runs(queue, id);
 #: search filtered by them is one intersection in the index.
 _DERIVED = """
 CREATE TABLE run_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO run_counts VALUES ('waiting', 0), ('processing', 0), ('succeeded', 0), ('failed', 0), ('cancelled', 0);
 CREATE TRIGGER runs_counted AFTER INSERT ON runs BEGIN
-    INSERT INTO run_counts VALUES (new.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    UPDATE run_counts SET n = n + 1 WHERE status = new.status;
 END;
 CREATE TRIGGER runs_uncounted AFTER DELETE ON runs BEGIN
     UPDATE run_counts SET n = n - 1 WHERE status = old.status;
 END;
 CREATE TRIGGER runs_recounted AFTER UPDATE OF status ON runs WHEN old.status != new.status BEGIN
-    UPDATE run_counts SET n = n - 1 WHERE status = old.status;
-    INSERT INTO run_counts VALUES (new.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1;
+    UPDATE run_counts SET n = n + (status = new.status) - (status = old.status)
+    WHERE status IN (old.status, new.status);
 END;
 CREATE VIRTUAL TABLE runs_fts USING fts5(notebook, parameters, tags, kind, queue, content = 'runs', content_rowid = 'id');
 CREATE TRIGGER runs_indexed AFTER INSERT ON runs BEGIN
@@ -115,7 +116,7 @@ def _to_v2(db: Any) -> None:
     runs.transform(drop={"after_id"}, column_order=list(RUN_COLUMNS))
     for statement in _statements(_INDEXES + _DERIVED):
         db.execute(statement)
-    db.execute("INSERT INTO run_counts SELECT status, COUNT(*) FROM runs GROUP BY status")
+    db.execute("UPDATE run_counts SET n = (SELECT COUNT(*) FROM runs WHERE runs.status = run_counts.status)")
     db.execute("INSERT INTO runs_fts (runs_fts) VALUES ('rebuild')")
 
 
