@@ -629,3 +629,11 @@ def test_the_pager_says_when_counting_stopped():
     assert dashview.pager_text(0, 20, 345) == "1–20 of 345"
     assert dashview.pager_text(20, 20, 10_020, more=True) == "21–40 of 10,020+"
     assert dashview.pager_text(0, 0, 0) == "no runs match"
+
+
+def test_run_logs_carry_no_kernel_transport_warning(template):
+    """The detail pane shows stderr.log: ipykernel's TCP warning was in every run's (issue 15)."""
+    home, runs, _ = template
+    for run_id in (runs.succeeded, runs.failed):
+        log = (home / "runs" / str(run_id) / "stderr.log").read_text()
+        assert "without encryption" not in log
