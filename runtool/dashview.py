@@ -300,9 +300,9 @@ STYLE = """<style>
 .rt-head { font-weight: 600; color: #555; border-bottom: 2px solid #ccc; }
 .rt-c { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding: 0 5px;
   box-sizing: border-box; min-width: 0; }
-.rt-kind { flex: 1 1 80px; } .rt-params { flex: 3 1 150px; } .rt-status { flex: 0 1 140px; }
-.rt-prog { flex: 0 1 125px; } .rt-by { flex: 1 1 80px; } .rt-created { flex: 0 1 148px; }
-.rt-dur { flex: 0 1 72px; text-align: right; }
+.rt-kind { flex: 1 1 70px; } .rt-params { flex: 3 1 120px; } .rt-by { flex: 1 1 80px; }
+.rt-status { flex: 0 0 136px; } .rt-prog { flex: 0 0 112px; } .rt-created { flex: 0 0 150px; }
+.rt-dur { flex: 0 0 74px; text-align: right; }
 .rt-prog progress { width: 60px; height: 12px; vertical-align: middle; }
 .rt-cellcount { margin-left: 5px; color: #333; }
 .rt-headrow { padding-left: 62px; }
@@ -313,9 +313,9 @@ STYLE = """<style>
 .rt-dash .rt-open { width: 56px; min-width: 56px; height: 24px; margin: 2px 6px 2px 0; padding: 0 4px; flex: none; }
 .rt-errline { color: #b00020; font-size: 12px; padding: 0 6px 3px 6px; white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }
-@container rttable (max-width: 960px) { .rt-c.rt-by { display: none; } }
-@container rttable (max-width: 740px) { .rt-c.rt-created { display: none; } }
-@container rttable (max-width: 560px) { .rt-c.rt-prog { display: none; } }
+@container rttable (max-width: 920px) { .rt-c.rt-by { display: none; } }
+@container rttable (max-width: 720px) { .rt-c.rt-created { display: none; } }
+@container rttable (max-width: 580px) { .rt-c.rt-prog { display: none; } }
 .rt-badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px; }
 .rt-st-waiting { background: #546e7a; } .rt-st-scheduled { background: #7b1fa2; }
 .rt-st-awaiting { background: #00838f; } .rt-st-retrying { background: #ef6c00; }

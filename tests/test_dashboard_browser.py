@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import time
 import urllib.error
@@ -24,10 +23,14 @@ from pathlib import Path
 
 import pytest
 from dashboard_fixtures import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     RUNTOOL,
     USERS,
     cli,
+    jupyter_env,
     make_notebooks,
+    require_chromium,
     run_processes,
     start,
     stop,
@@ -40,9 +43,6 @@ from runtool.models import Status
 from runtool.serve import free_port
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RENDER_TIMEOUT_MS = 60_000
 
 
@@ -54,29 +54,9 @@ class Served:
     ids: dict[str, int]  # what the run shows -> run id
 
 
-def _require_chromium() -> None:
-    if Path(CHROMIUM).exists() and shutil.which("chromium"):
-        return
-    if os.environ.get("RUNTOOL_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing and RUNTOOL_REQUIRE_BROWSER is set")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-
-
-def _jupyter_env(base: Path, user: str) -> dict[str, str]:
-    """Jupyter's writable folders in tmp; the venv's kernelspec stays findable via sys.prefix."""
-    folders = {var: base / name for var, name in (("JUPYTER_DATA_DIR", "data"),
-               ("JUPYTER_RUNTIME_DIR", "runtime"), ("TMPDIR", "tmp"), ("IPYTHONDIR", "ipython"))}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{var: str(path) for var, path in folders.items()}}
-    env.update(RUNTOOL_USER=user, PYTHONWARNINGS="ignore")
-    env.pop("JUPYTER_CONFIG_DIR", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    _require_chromium()
+    require_chromium()
     base = tmp_path_factory.mktemp("dash-browser")
     notebooks = make_notebooks(base / "notebooks")
     home = base / "home"
@@ -94,7 +74,7 @@ def served(tmp_path_factory):
     procs = []
     try:
         worker = start([*RUNTOOL, "--home", str(home), "worker", "--queue", "default", "--poll", "0.2"],
-                       _jupyter_env(base / "worker", "worker"), base / "worker.log")
+                       jupyter_env(base / "worker", "worker"), base / "worker.log")
         procs.append((worker, 2))
 
         def long_is_running():
@@ -108,7 +88,7 @@ def served(tmp_path_factory):
             port = free_port()
             log = base / f"dashboard-{user}.log"
             server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
-                           _jupyter_env(base / user, user), log)
+                           jupyter_env(base / user, user), log)
             procs.append((server, 1))
             line = wait_for(lambda log=log: re.search(r"at (http://\S+)", log.read_text()), 60,
                             what=f"dashboard of {user} to print its URL")
@@ -338,7 +318,7 @@ def test_readme_screenshot(browser_context, tmp_path):
         q.submit(training, {"C": 3.0, "seed": 1}, delay="2h", tags={"project": "digits"})
         waiting = q.submit(training, {"gamma": 0.002}, queue="gpu")
         q.submit(detection, {"nms_iou": 0.5}, after=waiting.id, queue="gpu")
-    env = _jupyter_env(tmp_path / "jupyter", "alice")
+    env = jupyter_env(tmp_path / "jupyter", "alice")
     worker = start([*RUNTOOL, "--home", str(home), "worker", "--queue", "default"], env, tmp_path / "worker.log")
     server = None
     try:
