@@ -316,7 +316,8 @@ STYLE = """<style>
 @container rttable (max-width: 920px) { .rt-c.rt-by { display: none; } }
 @container rttable (max-width: 720px) { .rt-c.rt-created { display: none; } }
 @container rttable (max-width: 580px) { .rt-c.rt-prog { display: none; } }
-.rt-badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px; }
+.rt-badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px;
+  white-space: nowrap; }
 .rt-st-waiting { background: #546e7a; } .rt-st-scheduled { background: #7b1fa2; }
 .rt-st-awaiting { background: #00838f; } .rt-st-retrying { background: #ef6c00; }
 .rt-st-processing { background: #1565c0; } .rt-st-succeeded { background: #2e7d32; }
@@ -338,7 +339,7 @@ STYLE = """<style>
 .rt-json { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px; }
 .rt-history { border-collapse: collapse; width: 100%; }
 .rt-history th, .rt-history td { text-align: left; padding: 2px 10px 2px 0; vertical-align: top; }
-.rt-history td { overflow-wrap: anywhere; }
+.rt-history td:last-child { overflow-wrap: anywhere; }
 .rt-error { color: #b00020; white-space: pre-wrap; overflow-wrap: anywhere; }
 .rt-error pre, .rt-log { background: #f7f7f7; color: #222; padding: 6px; max-height: 320px;
   overflow-y: auto; overflow-x: hidden; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.error
@@ -26,6 +27,7 @@ from dashboard_fixtures import (
     CHROMIUM,
     CHROMIUM_ARGS,
     RUNTOOL,
+    SIDEWAYS_JS,
     USERS,
     cli,
     jupyter_env,
@@ -189,6 +191,45 @@ def test_page_shows_runs_with_their_labels(served, pages, tmp_path):
     target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOT")
     if target:
         shoot(page, Path(target))
+
+
+def test_fits_from_800px_with_the_detail_beside_or_under_its_row(served, pages, tmp_path):
+    """Voila on a laptop (1366 px): the detail beside the table; at 800 px: under the run's row.
+    Nothing scrolls sideways at either width."""
+    page, run_id = pages["alice"], served.ids["failed"]
+    try:
+        page.set_viewport_size({"width": 1366, "height": 900})
+        open_run(page, run_id)
+        page.locator(".rt-detail .rt-error", has_text="Traceback").wait_for()
+        page.wait_for_timeout(300)
+        detail = page.locator(".rt-detail").bounding_box()
+        row = page.locator(f'.rt-cells[data-run="{run_id}"]').bounding_box()
+        assert detail["x"] >= row["x"] + row["width"], (detail, row)  # beside
+        head = page.locator(".rt-head").bounding_box()
+        assert detail["y"] <= head["y"] + 10 and detail["y"] + 40 < 900  # level with the table's top
+        assert page.locator(".rt-dash").evaluate(SIDEWAYS_JS) == []
+        screenshot(page, tmp_path, "dashboard-voila-1366.png")
+        page.set_viewport_size({"width": 800, "height": 900})
+        page.wait_for_timeout(300)
+        detail = page.locator(".rt-detail").bounding_box()
+        row = page.locator(f'.rt-cells[data-run="{run_id}"]').bounding_box()
+        assert 0 <= detail["y"] - (row["y"] + row["height"]) < 60, (detail, row)  # under its row
+        assert page.locator(".rt-dash").evaluate(SIDEWAYS_JS) == []
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+        screenshot(page, tmp_path, "dashboard-voila-800.png")
+        page.locator(".rt-detail button", has_text="Close").first.click()
+        page.locator(".rt-detail").wait_for(state="hidden")
+    finally:
+        page.set_viewport_size({"width": 1360, "height": 1000})
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    """Into tmp_path, and into $RUNTOOL_DASHBOARD_SCREENSHOTS (docs/img) when set."""
+    page.screenshot(path=str(tmp_path / name))
+    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, Path(target) / name)
 
 
 def test_processing_run_offers_no_cancel_or_delete(served, pages, tmp_path):
