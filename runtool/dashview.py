@@ -325,6 +325,7 @@ STYLE = """<style>
 .rt-detail { border: 1px solid #9db4d8; border-radius: 4px; padding: 8px 12px; margin: 4px 0 10px 0;
   background: #fff; box-shadow: 0 1px 4px rgba(0,0,0,0.12); box-sizing: border-box; }
 .rt-detail .widget-html-content { white-space: normal; }
+.rt-detail > * { flex-shrink: 0; }  /* beside the table it scrolls: its parts keep their height */
 @container rtdash (min-width: 1150px) {
   .rt-runs.rt-has-detail { padding-right: calc(42% + 12px); min-height: 760px; }
   .rt-runs.rt-has-detail .rt-detail { position: absolute; top: 0; right: 0; width: 42%; margin: 0;
