@@ -300,10 +300,10 @@ STYLE = """<style>
 .rt-head { font-weight: 600; color: #555; border-bottom: 2px solid #ccc; }
 .rt-c { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding: 0 5px;
   box-sizing: border-box; min-width: 0; }
-.rt-kind { flex: 1 1 70px; } .rt-params { flex: 3 1 120px; } .rt-by { flex: 1 1 80px; }
-.rt-status { flex: 0 0 136px; } .rt-prog { flex: 0 0 112px; } .rt-created { flex: 0 0 150px; }
+.rt-kind { flex: 1 0 84px; } .rt-params { flex: 3 1 120px; } .rt-by { flex: 1 1 80px; }
+.rt-status { flex: 0 0 136px; } .rt-prog { flex: 0 0 128px; } .rt-created { flex: 0 0 150px; }
 .rt-dur { flex: 0 0 74px; text-align: right; }
-.rt-prog progress { width: 60px; height: 12px; vertical-align: middle; }
+.rt-prog progress { width: 50px; height: 12px; vertical-align: middle; }
 .rt-cellcount { margin-left: 5px; color: #333; }
 .rt-headrow { padding-left: 62px; }
 .rt-row, .rt-line { position: static; }
@@ -327,7 +327,8 @@ STYLE = """<style>
 .rt-detail .widget-html-content { white-space: normal; }
 .rt-detail > * { flex-shrink: 0; }  /* beside the table it scrolls: its parts keep their height */
 @container rtdash (min-width: 1150px) {
-  .rt-runs.rt-has-detail { padding-right: calc(42% + 12px); min-height: 760px; }
+  /* as tall as the window (at least 760 px): the detail scrolls on its own beside the table */
+  .rt-runs.rt-has-detail { padding-right: calc(42% + 12px); min-height: max(760px, calc(100vh - 140px)); }
   .rt-runs.rt-has-detail .rt-detail { position: absolute; top: 0; right: 0; width: 42%; margin: 0;
     max-height: 100%; overflow-y: auto; overflow-x: hidden; }
 }
