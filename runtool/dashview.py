@@ -111,24 +111,26 @@ def header_html() -> str:
     cells = [("kind", "kind"), ("params", "parameters"), ("status", "status"), ("prog", "progress"),
              ("by", "submitted by"), ("created", "created (UTC)"), ("dur", "duration")]
     return '<div class="rt-cells rt-head">' + "".join(
-        f'<span class="rt-c rt-{cls}">{title}</span>' for cls, title in cells) + "</div>"
+        f'<span class="rt-c rt-{cls}" title="{title}">{title}</span>' for cls, title in cells) + "</div>"
 
 
 def row_html(view: RowView) -> str:
-    progress = ""
+    progress = progress_title = ""
     if view.progress is not None:
         done, total = view.progress
         progress = (f'<progress value="{done}" max="{total}"></progress>'
                     f'<span class="rt-cellcount">{done}/{total}</span>')
+        progress_title = f' title="cells {done} of {total} done"'
     line = (
         f'<div class="rt-cells" data-run="{view.id}">'
-        f'<span class="rt-c rt-kind">{escape(view.kind)}</span>'
+        f'<span class="rt-c rt-kind" title="{escape(view.kind)}">{escape(view.kind)}</span>'
         f'<span class="rt-c rt-params" title="{escape(view.parameters_full)}">{escape(view.parameters)}</span>'
-        f'<span class="rt-c rt-status"><span class="rt-badge rt-st-{view.style}">{escape(view.label)}</span></span>'
-        f'<span class="rt-c rt-prog">{progress}</span>'
-        f'<span class="rt-c rt-by">{escape(view.submitted_by)}</span>'
-        f'<span class="rt-c rt-created">{view.created}</span>'
-        f'<span class="rt-c rt-dur">{view.duration}</span>'
+        f'<span class="rt-c rt-status" title="{escape(view.label)}">'
+        f'<span class="rt-badge rt-st-{view.style}">{escape(view.label)}</span></span>'
+        f'<span class="rt-c rt-prog"{progress_title}>{progress}</span>'
+        f'<span class="rt-c rt-by" title="{escape(view.submitted_by)}">{escape(view.submitted_by)}</span>'
+        f'<span class="rt-c rt-created" title="created {view.created} UTC">{view.created}</span>'
+        f'<span class="rt-c rt-dur" title="duration {view.duration}">{view.duration}</span>'
         "</div>"
     )
     if view.error_line:
@@ -277,55 +279,84 @@ def message_html(text: str, kind: str = "info") -> str:
 
 
 STYLE = """<style>
-.rt-dash { font-size: 13px; }
+/* Fits any width from 800 px up (JupyterLab with its sidebars open, Voila on a laptop):
+   nothing scrolls sideways. Columns have fixed bases and shrink (min-width 0, ellipsis, full
+   text on hover); the table's own width decides, through container queries, which columns
+   give way first: submitted by, then created, then progress. A run's detail sits beside
+   the table when the dashboard is wide, else right under the run's row. */
+.rt-dash { font-size: 13px; container: rtdash / inline-size; min-width: 0; max-width: 100%; }
+.rt-dash .widget-box { overflow: visible; min-width: 0; max-width: 100%; }
+.rt-dash .widget-html, .rt-dash .widget-html-content { min-width: 0; max-width: 100%; }
 .rt-dash .widget-html-content { line-height: 1.4; }
-.rt-titlebar { font-size: 18px; font-weight: 600; }
+.rt-titlebar { font-size: 18px; font-weight: 600; white-space: normal; overflow-wrap: anywhere; }
 .rt-sub { color: #666; font-size: 12px; font-weight: normal; margin-left: 10px; }
 .rt-counts { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 4px 0; }
 .rt-count { padding: 3px 10px; border-radius: 12px; color: #fff; }
 .rt-paused { padding: 3px 10px; border-radius: 12px; background: #fff3cd; color: #7a5a00;
   border: 1px solid #e0c36b; font-weight: 600; }
-.rt-cells { display: flex; align-items: center; white-space: nowrap; min-height: 26px; }
+.rt-runs { position: relative; container: rttable / inline-size; }
+.rt-cellbox { flex: 1 1 0; }
+.rt-cells { display: flex; align-items: center; white-space: nowrap; min-height: 26px; min-width: 0; }
 .rt-head { font-weight: 600; color: #555; border-bottom: 2px solid #ccc; }
-.rt-c { display: inline-block; overflow: hidden; text-overflow: ellipsis; padding: 0 6px;
-  box-sizing: border-box; flex: none; }
-.rt-kind { width: 110px; } .rt-params { width: 240px; } .rt-status { width: 145px; }
-.rt-prog { width: 150px; } .rt-by { width: 110px; } .rt-created { width: 170px; }
-.rt-dur { width: 80px; text-align: right; }
-.rt-prog progress { width: 90px; height: 12px; vertical-align: middle; }
-.rt-cellcount { margin-left: 6px; color: #333; }
-.rt-headrow { padding-left: 70px; }
-.rt-row { border-bottom: 1px solid #e6e6e6; align-items: flex-start; }
-.rt-row.rt-selected { background: #e8f0fe; }
-.rt-row .rt-open { width: 64px; height: 24px; margin: 2px 6px 2px 0; }
+.rt-c { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding: 0 5px;
+  box-sizing: border-box; min-width: 0; }
+.rt-kind { flex: 1 0 84px; } .rt-params { flex: 3 1 120px; } .rt-by { flex: 1 1 80px; }
+.rt-status { flex: 0 0 136px; } .rt-prog { flex: 0 0 128px; } .rt-created { flex: 0 0 150px; }
+.rt-dur { flex: 0 0 74px; text-align: right; }
+.rt-prog progress { width: 50px; height: 12px; vertical-align: middle; }
+.rt-cellcount { margin-left: 5px; color: #333; }
+.rt-headrow { padding-left: 62px; }
+.rt-row, .rt-line { position: static; }
+.rt-row { border-bottom: 1px solid #e6e6e6; }
+.rt-line { align-items: flex-start; }
+.rt-row.rt-selected > .rt-line { background: #e8f0fe; }
+.rt-dash .rt-open { width: 56px; min-width: 56px; height: 24px; margin: 2px 6px 2px 0; padding: 0 4px; flex: none; }
 .rt-errline { color: #b00020; font-size: 12px; padding: 0 6px 3px 6px; white-space: nowrap;
-  overflow: hidden; text-overflow: ellipsis; max-width: 1060px; }
-.rt-badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px; }
+  overflow: hidden; text-overflow: ellipsis; }
+@container rttable (max-width: 920px) { .rt-c.rt-by { display: none; } }
+@container rttable (max-width: 720px) { .rt-c.rt-created { display: none; } }
+@container rttable (max-width: 580px) { .rt-c.rt-prog { display: none; } }
+.rt-badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; font-size: 12px;
+  white-space: nowrap; }
 .rt-st-waiting { background: #546e7a; } .rt-st-scheduled { background: #7b1fa2; }
 .rt-st-awaiting { background: #00838f; } .rt-st-retrying { background: #ef6c00; }
 .rt-st-processing { background: #1565c0; } .rt-st-succeeded { background: #2e7d32; }
 .rt-st-failed { background: #c62828; } .rt-st-cancelled { background: #757575; }
-.rt-detail { border: 1px solid #ccc; border-radius: 4px; padding: 8px 12px; margin-top: 10px; }
+.rt-detail { border: 1px solid #9db4d8; border-radius: 4px; padding: 8px 12px; margin: 4px 0 10px 0;
+  background: #fff; box-shadow: 0 1px 4px rgba(0,0,0,0.12); box-sizing: border-box; }
+.rt-detail .widget-html-content { white-space: normal; }
+.rt-detail > * { flex-shrink: 0; }  /* beside the table it scrolls: its parts keep their height */
+@container rtdash (min-width: 1150px) {
+  /* as tall as the window (at least 760 px): the detail scrolls on its own beside the table */
+  .rt-runs.rt-has-detail { padding-right: calc(42% + 12px); min-height: max(760px, calc(100vh - 140px)); }
+  .rt-runs.rt-has-detail .rt-detail { position: absolute; top: 0; right: 0; width: 42%; margin: 0;
+    max-height: 100%; overflow-y: auto; overflow-x: hidden; }
+}
 .rt-title { font-size: 16px; font-weight: 600; }
 .rt-section { font-weight: 600; margin-top: 8px; color: #333; }
-.rt-info th { text-align: left; padding-right: 12px; color: #555; vertical-align: top; font-weight: 600; }
-.rt-info td { vertical-align: top; }
+.rt-info { width: 100%; table-layout: fixed; border-collapse: collapse; }
+.rt-info th { width: 90px; text-align: left; padding-right: 12px; color: #555; vertical-align: top; font-weight: 600; }
+.rt-info td { vertical-align: top; overflow-wrap: anywhere; }
 .rt-dash pre { font-family: var(--jp-code-font-family, monospace); }
-.rt-json { margin: 0; white-space: pre-wrap; font-size: 12px; }
-.rt-history { border-collapse: collapse; }
+.rt-json { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px; }
+.rt-history { border-collapse: collapse; width: 100%; }
 .rt-history th, .rt-history td { text-align: left; padding: 2px 10px 2px 0; vertical-align: top; }
-.rt-history td:last-child { white-space: normal; }
-.rt-error { color: #b00020; white-space: pre-wrap; }
+.rt-history td:last-child { overflow-wrap: anywhere; }
+.rt-error { color: #b00020; white-space: pre-wrap; overflow-wrap: anywhere; }
 .rt-error pre, .rt-log { background: #f7f7f7; color: #222; padding: 6px; max-height: 320px;
-  overflow: auto; white-space: pre; font-size: 12px; margin: 2px 0 6px 0; }
+  overflow-y: auto; overflow-x: hidden; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px;
+  margin: 2px 0 6px 0; }
 .rt-logname { color: #555; font-size: 12px; }
-.rt-msg { padding: 4px 8px; border-radius: 4px; margin: 4px 0; white-space: normal; }
+.rt-msg { padding: 4px 8px; border-radius: 4px; margin: 4px 0; white-space: normal; overflow-wrap: anywhere; }
 .rt-msg-info { background: #eef3fb; color: #123; }
 .rt-msg-ok { background: #e7f5e9; color: #1b5e20; }
 .rt-msg-error { background: #fdecea; color: #8a1c1c; font-weight: 600; }
 .rt-warning { background: #fff3cd; color: #6b4e00; padding: 6px 8px; border-radius: 4px; white-space: normal; }
+.rt-files { white-space: normal; overflow-wrap: anywhere; }
 .rt-files a { margin: 0 4px; color: #1565c0; text-decoration: underline; }
-.rt-footer { color: #888; font-size: 11px; }
-.rt-param-help { color: #777; font-size: 12px; margin-left: 8px; }
+.rt-footer { color: #888; font-size: 11px; white-space: normal; }
+.rt-form .widget-hbox { flex-wrap: wrap; }
+.rt-param-help { color: #777; font-size: 12px; margin-left: 8px; white-space: normal; }
 .rt-form-note { color: #555; white-space: normal; }
+.rt-viewer { max-width: 100%; box-sizing: border-box; }
 </style>"""

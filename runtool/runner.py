@@ -25,6 +25,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 import papermill  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+from traitlets import default  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
@@ -42,6 +43,12 @@ def _report(message: dict[str, Any]) -> None:
 
 class _RunKernelManager(AsyncKernelManager):
     """Starts the kernel so that it dies with the runner and reports its pid."""
+
+    @default("transport_encryption")
+    def _encrypt_if_supported(self) -> str:
+        # CurveZMQ keys for kernels that declare support (ipykernel >= 7): the kernel does not
+        # print "running over TCP without encryption" into every run's stderr.log.
+        return "auto"
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         kw["preexec_fn"] = die_with_parent

@@ -9,6 +9,8 @@ and the library refuses a bad value with the same message as the command line.
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -18,11 +20,21 @@ import ipywidgets as widgets
 
 from . import dashview as view
 from .api import RunQueue
+from .dashrefresh import locked
 from .errors import InvalidInput, RuntoolError
 from .models import Run
 from .params import RUNTIME_PARAMETERS, NotebookInfo, Parameter, from_cli_text
 
 DASHBOARD_NOTEBOOK = "dashboard.ipynb"
+#: The library's messages name command-line options; the form names its fields instead.
+FIELD_NAMES = {"--after": "After run", "--on": "if it", "--in": "Start in", "--at": "Start in",
+               "--queue": "Queue", "--priority": "Priority"}
+_OPTION = re.compile("(" + "|".join(re.escape(o) for o in FIELD_NAMES) + r")\b")
+
+
+def in_form_words(message: str) -> str:
+    """A library message as the form says it: `bad --after 999` -> `bad "After run" 999`."""
+    return _OPTION.sub(lambda m: f'"{FIELD_NAMES[m.group(1)]}"', message)
 
 
 def default_text(param: Parameter) -> str:
@@ -81,7 +93,9 @@ def known_notebooks(q: RunQueue, extra_dirs: list[Path] | None = None) -> list[s
 class SubmitForm(widgets.VBox):
     """Pick a notebook, fill in its parameters and queue options, submit one run."""
 
-    def __init__(self, queue: RunQueue, on_submit: Callable[[Run], None], **kwargs: Any) -> None:
+    def __init__(self, queue: RunQueue, on_submit: Callable[[Run], None],
+                 lock: threading.RLock | None = None, **kwargs: Any) -> None:
+        self._lock = lock or threading.RLock()  # the dashboard's: its refresh thread shares the store
         self._q = queue
         self._on_submit = on_submit
         self._info: NotebookInfo | None = None
@@ -90,7 +104,7 @@ class SubmitForm(widgets.VBox):
 
         self._notebook = widgets.Combobox(
             description="Notebook", placeholder="path of a notebook (.ipynb)", ensure_option=False,
-            style=wide, layout=widgets.Layout(width="720px"))
+            style=wide, layout=widgets.Layout(width="100%", max_width="720px"))
         self._about = widgets.HTML()
         self._fields = widgets.VBox()
         self._queue = widgets.Combobox(description="Queue", value="default", style=wide,
@@ -125,6 +139,7 @@ class SubmitForm(widgets.VBox):
             widgets.HBox([self._after, self._on]),
             self._submit, self._message,
         ], **kwargs)
+        self.add_class("rt-form")
         self._submit.disabled = not allowed
         self.suggest()
 
@@ -200,10 +215,12 @@ class SubmitForm(widgets.VBox):
 
     # -- handlers ----------------------------------------------------------------------
 
+    @locked
     def _on_notebook_value(self, change: dict[str, Any]) -> None:
         self._message.value = ""
         self._load(change["new"])
 
+    @locked
     def _on_submit_click(self, _: widgets.Button) -> None:
         if self._info is None:
             self._message.value = view.message_html("pick a notebook first", "error")
@@ -217,7 +234,7 @@ class SubmitForm(widgets.VBox):
                 after=_after(after_text),  # type: ignore[arg-type]
                 on=self._on.value)
         except RuntoolError as exc:
-            self._message.value = view.message_html(str(exc), "error")
+            self._message.value = view.message_html(in_form_words(str(exc)), "error")
             return
         self._message.value = view.message_html(f"submitted run {run.id} ({run.label(run.created_at)})", "ok")
         self._on_submit(run)

@@ -2,16 +2,19 @@
 
 `Dashboard(home=None)` is an ipywidgets VBox: `display(Dashboard())` in JupyterLab, or
 `runtool dashboard` serves notebooks/dashboard.ipynb with Voila. It reconciles stale runs
-on open and on each refresh, and refreshes itself from an asyncio task on the kernel's
-loop (a thread's widget updates do not reach the page reliably under Voila). The table is
-a fixed pool of row widgets, each redrawn only when what it shows changed, so a refresh
-costs a few indexed queries however many runs are stored.
+on open and on each refresh, and refreshes itself (dashrefresh.py: a thread in a notebook,
+so it keeps going while other cells run; an asyncio task under Voila). The table is a
+fixed pool of row widgets, each redrawn only when what it shows changed, so a refresh
+costs a few indexed queries however many runs are stored. Its width follows the page's:
+columns shrink, truncate and give way (CSS in dashview.py), and a run's detail opens
+beside the table when there is room, else right under the run's row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Iterator
 from html import escape
@@ -22,6 +25,7 @@ import ipywidgets as widgets
 
 from . import dashview as view
 from .api import RunQueue
+from .dashrefresh import Refresher, forget, in_kernel, locked, replace_older, under_voila
 from .errors import RuntoolError
 from .models import Run, Status
 from .submitform import SubmitForm
@@ -39,16 +43,26 @@ FILES_URL_VAR = "RUNTOOL_DASHBOARD_FILES"
 FILES_ROOT_VAR = "RUNTOOL_DASHBOARD_ROOT"
 
 
-class _RunRow(widgets.HBox):
-    """One table row: a button opening the run, then its cells as one HTML widget."""
+class _RunRow(widgets.VBox):
+    """One table row: a button opening the run and its cells as one HTML widget; under them,
+    the run's detail when it is the selected run and the table is too narrow to show it beside."""
 
     def __init__(self) -> None:
-        self.open_button = widgets.Button(layout=widgets.Layout(width="64px"))
+        self.open_button = widgets.Button()
         self.open_button.add_class("rt-open")
         self.cells = widgets.HTML()
+        self.cells.add_class("rt-cellbox")
         self.view: view.RowView | None = None
-        super().__init__([self.open_button, self.cells], layout=widgets.Layout(display="none"))
+        self.line = widgets.HBox([self.open_button, self.cells])
+        self.line.add_class("rt-line")
+        super().__init__([self.line], layout=widgets.Layout(display="none"))
         self.add_class("rt-row")
+
+    def hold(self, detail: widgets.Widget | None) -> None:
+        """Show `detail` under this row (None: nothing)."""
+        children = (self.line,) if detail is None else (self.line, detail)
+        if tuple(self.children) != children:  # type: ignore[has-type]
+            self.children = children
 
     def show(self, row: view.RowView | None) -> bool:
         """Redraw if `row` differs from what is shown; True if it did."""
@@ -72,11 +86,15 @@ class Dashboard(widgets.VBox):
 
     def __init__(self, home: str | Path | None = None, user: str | None = None,
                  refresh_interval: float | None = REFRESH_S, page_size: int = PAGE_SIZE,
-                 **kwargs: Any) -> None:
-        self._task: asyncio.Task[None] | None = None  # first: close() may run on a failed open
+                 refresh_mode: str | None = None, **kwargs: Any) -> None:
+        # first: close() may run on a failed open
+        self._refresher: Refresher | None = None
+        self._lock = threading.RLock()  # one refresh or one click at a time (dashrefresh.py)
+        self._stopped_why = ""
         self.queue = RunQueue(home, user)
         q = self.queue
         self._interval = refresh_interval
+        self._mode = refresh_mode
         self._page_size = page_size
         self._offset = 0
         self._selected: int | None = None
@@ -95,7 +113,7 @@ class Dashboard(widgets.VBox):
         self._kind = widgets.Dropdown(options=[("any kind", "")], layout=widgets.Layout(width="160px"))
         self._queue_filter = widgets.Dropdown(options=[("any queue", "")], layout=widgets.Layout(width="160px"))
         self._text = widgets.Text(placeholder="search words in notebook, parameters, tags; word* for a prefix (Enter)",
-                                  continuous_update=False, layout=widgets.Layout(width="340px"))
+                                  continuous_update=False, layout=widgets.Layout(flex="1 1 220px", width="auto"))
         self._refresh = widgets.Button(description="Refresh", icon="sync",
                                        layout=widgets.Layout(width="100px"))
         self._pause_target = widgets.Dropdown(options=[("every queue", "")],
@@ -114,8 +132,10 @@ class Dashboard(widgets.VBox):
                                      layout=widgets.Layout(width="100px"))
         self._page = widgets.HTML()
         self._footer = widgets.HTML()
-        self._detail = RunDetail(q, on_change=self._on_detail_change, files_url=_files_url(q.home))
-        self._form = SubmitForm(q, on_submit=self._on_form_submit)
+        self._detail = RunDetail(q, on_change=self._on_detail_change, files_url=_files_url(q.home),
+                                 lock=self._lock)
+        self._detail_slot = widgets.VBox()  # holds the detail when its run is not on this page
+        self._form = SubmitForm(q, on_submit=self._on_form_submit, lock=self._lock)
 
         for control in (self._status, self._kind, self._queue_filter, self._text):
             control.observe(self._on_filter_value, "value")
@@ -127,10 +147,15 @@ class Dashboard(widgets.VBox):
         self._pause.on_click(self._on_pause_click)
         self._resume.on_click(self._on_resume_click)
 
-        filters = widgets.HBox([self._status, self._kind, self._queue_filter, self._text, self._refresh])
+        self.observe(self._on_view_count, "_view_count")
+
+        filters = widgets.HBox([self._status, self._kind, self._queue_filter, self._text, self._refresh],
+                               layout=widgets.Layout(flex_flow="row wrap"))
         pager = widgets.HBox([self._newer, self._page, self._older],
                              layout=widgets.Layout(align_items="center"))
-        runs = widgets.VBox([filters, self._head, *self._rows, pager, self._detail])
+        self._runs = widgets.VBox([filters, self._head, *self._rows, pager, self._detail_slot])
+        self._runs.add_class("rt-runs")
+        runs = self._runs
         self._tabs = widgets.Tab(children=[runs, self._form])
         self._tabs.set_title(0, "Runs")
         self._tabs.set_title(1, "Submit")
@@ -138,6 +163,7 @@ class Dashboard(widgets.VBox):
                           self._tabs, self._footer], **kwargs)
         self.add_class("rt-dash")
         self._admin.layout.display = "" if q.can("pause") else "none"
+        self._view_count = 0  # the front end now reports how many views show the dashboard
         self._start()
         self.refresh()
 
@@ -173,12 +199,19 @@ class Dashboard(widgets.VBox):
     def page_text(self) -> str:
         return self._page.value
 
+    @property
+    def refreshing(self) -> bool:
+        """True while it refreshes itself (False once closed, replaced or without views)."""
+        return self._refresher is not None and self._refresher.alive
+
+    @locked
     def select(self, run_id: int | None) -> None:
         """Open the detail of a run (None closes it)."""
         self._selected = run_id
         self._detail.show(run_id)
         self._mark_selected()
 
+    @locked
     def set_filters(self, status: str | None = None, kind: str | None = None, queue: str | None = None,
                     text: str | None = None, page: int = 0) -> None:
         """Filter the table as the controls would (None: any) and show page `page` (from 0)."""
@@ -194,6 +227,7 @@ class Dashboard(widgets.VBox):
         self._offset = max(0, page) * self._page_size
         self.refresh()
 
+    @locked
     def refresh(self) -> None:
         """Reconcile, re-read counts and the page, and send only what changed to the browser."""
         started = time.perf_counter()
@@ -226,20 +260,39 @@ class Dashboard(widgets.VBox):
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
         if changed or not self._footer.value:
             # Only on changes: a page that sends nothing lets Voila cull a forgotten kernel.
-            every = f", checked every {self._interval:g} s" if self._task is not None else ""
-            self._footer.value = (f'<div class="rt-footer">last change seen {time.strftime("%H:%M:%S")} '
-                                  f"(that refresh took {self.last_refresh_ms:.0f} ms){every}</div>")
+            self._footer.value = self._footer_html()
+
+    def tick(self) -> None:
+        """One refresh of the refresher's; an error is shown in the page, and refreshing goes on."""
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - keep refreshing; show what went wrong in the page
+            with self._lock:
+                self._set(self._message, view.message_html(f"refresh failed: {type(exc).__name__}: {exc}",
+                                                           "error"))
+
+    def stop_refresh(self, why: str = "") -> None:
+        """Stop refreshing itself (the Refresh button still works); `why` goes into the footer."""
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.stop()
+        if why:
+            self._stopped_why = why
+            if "_footer" in self.__dict__ and (refresher is not None or not self._footer.value):
+                with self._lock:
+                    self._footer.value = self._footer_html()
 
     def close(self) -> None:
         """Stop refreshing, close every widget and the store connection."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        for widget in reversed(list(_descendants(self))[1:]):
-            widget.close()
-        super().close()
+        self.stop_refresh()
         if "queue" in self.__dict__:  # absent when opening the store failed
-            self.queue.close()
+            forget(str(self.queue.home), self)
+        with self._lock:
+            for widget in reversed(list(_descendants(self))[1:]):
+                widget.close()
+            super().close()
+            if "queue" in self.__dict__:
+                self.queue.close()
 
     # -- inner workings ----------------------------------------------------------------
 
@@ -265,11 +318,38 @@ class Dashboard(widgets.VBox):
         self._form.suggest()
 
     def _mark_selected(self) -> None:
+        """Highlight the selected run's row and open the detail under it (beside the table
+        when it is wide enough: CSS moves it there), or after the pager when it is not on this page."""
+        holder = None
         for row in self._rows:
             if row.view is not None and row.view.id == self._selected:
                 row.add_class("rt-selected")
+                holder = row
             else:
                 row.remove_class("rt-selected")
+        for row in self._rows:
+            if row is not holder:
+                row.hold(None)
+        if self._selected is None:
+            self._detail_slot.children = ()
+            self._runs.remove_class("rt-has-detail")
+            return
+        self._runs.add_class("rt-has-detail")
+        if holder is None:
+            self._detail_slot.children = (self._detail,)
+        else:
+            self._detail_slot.children = ()
+            holder.hold(self._detail)
+
+    def _footer_html(self) -> str:
+        if self.refreshing:
+            every = f", checked every {self._interval:g} s"
+        elif self._stopped_why:
+            every = f"; refresh stopped: {self._stopped_why} (Refresh still works)"
+        else:
+            every = ""
+        return (f'<div class="rt-footer">last change seen {time.strftime("%H:%M:%S")} '
+                f"(that refresh took {self.last_refresh_ms:.0f} ms){every}</div>")
 
     @staticmethod
     def _set(widget: widgets.HTML, html: str) -> bool:
@@ -279,23 +359,30 @@ class Dashboard(widgets.VBox):
         return True
 
     def _start(self) -> None:
-        """Refresh every `refresh_interval` seconds on the running loop (none: no autorefresh)."""
+        """Refresh every `refresh_interval` seconds (None: never by itself), stopping older
+        dashboards of this home in this kernel: a thread in a notebook kernel, an asyncio task
+        under Voila or on a running loop outside a kernel; by hand in a script."""
         if not self._interval:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # not in a kernel (a script or a test): refresh() is called by hand
-        self._task = loop.create_task(self._autorefresh(self._interval))
+        mode = self._mode or self._default_mode()
+        if mode is None:
+            return
+        for older in replace_older(str(self.queue.home), self):
+            older.stop_refresh("a newer dashboard of this home opened in this kernel")
+        self._stopped_why = ""
+        self._refresher = Refresher(self, self._interval, mode, name=f"runtool-dashboard-{id(self):x}")
+        if self.comm is not None:
+            self.comm.on_close(self._on_comm_close)
 
-    async def _autorefresh(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep refreshing; show what went wrong in the page
-                self._set(self._message, view.message_html(f"refresh failed: {type(exc).__name__}: {exc}",
-                                                           "error"))
+    @staticmethod
+    def _default_mode() -> str | None:
+        if in_kernel() and not under_voila():
+            return "thread"
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # a script or a test: refresh() is called by hand
+        return "asyncio"
 
     def _queue_action(self, action: str) -> None:
         target = self._pause_target.value or None
@@ -310,41 +397,60 @@ class Dashboard(widgets.VBox):
 
     # -- handlers ----------------------------------------------------------------------
 
+    def _on_view_count(self, change: dict[str, Any]) -> None:
+        # JupyterLab removed the last view (cleared or re-run output): nobody sees it any more.
+        if change["new"] == 0 and (change["old"] or 0) > 0 and self.refreshing:
+            self.stop_refresh("no view shows this dashboard any more")
+        elif (change["new"] or 0) > 0 and self._refresher is None and self._stopped_why.startswith("no view"):
+            self._start()
+
+    def _on_comm_close(self, _: Any) -> None:
+        self.stop_refresh()
+
+    @locked
     def _on_filter_value(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
         self._offset = 0
         self.refresh()
 
+    @locked
     def _on_row_click(self, button: widgets.Button) -> None:
         row = self._row_of[button]
         if row.view is not None:
             self.select(row.view.id)
 
+    @locked
     def _on_newer_click(self, _: widgets.Button) -> None:
         self._offset = max(0, self._offset - self._page_size)
         self.refresh()
 
+    @locked
     def _on_older_click(self, _: widgets.Button) -> None:
         self._offset += self._page_size
         self.refresh()
 
+    @locked
     def _on_refresh_click(self, _: widgets.Button) -> None:
         self._message.value = ""
         self.refresh()
 
+    @locked
     def _on_pause_click(self, _: widgets.Button) -> None:
         self._queue_action("pause")
 
+    @locked
     def _on_resume_click(self, _: widgets.Button) -> None:
         self._queue_action("resume")
 
+    @locked
     def _on_detail_change(self) -> None:
         if self._detail.run_id != self._selected:
             self._selected = self._detail.run_id
         self._known = None  # a run may have gone: re-read kinds and queues
         self.refresh()
 
+    @locked
     def _on_form_submit(self, run: Run) -> None:
         self._known = None
         self.refresh()

@@ -7,6 +7,8 @@ library's one-line message in the pane.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
@@ -17,6 +19,7 @@ import ipywidgets as widgets
 
 from . import dashview as view
 from .api import RunQueue
+from .dashrefresh import locked
 from .errors import RunNotFound, RuntoolError
 from .models import FINISHED, Run
 
@@ -31,7 +34,8 @@ class RunDetail(widgets.VBox):
     """Everything about one run; `show(run_id)` picks it, `refresh()` redraws what changed."""
 
     def __init__(self, queue: RunQueue, on_change: Callable[[], None],
-                 files_url: str | None = None, **kwargs: Any) -> None:
+                 files_url: str | None = None, lock: threading.RLock | None = None, **kwargs: Any) -> None:
+        self._lock = lock or threading.RLock()  # the dashboard's: its refresh thread shares the store
         self._q = queue
         self._on_change = on_change
         self._files_url = files_url
@@ -63,7 +67,7 @@ class RunDetail(widgets.VBox):
         self._open_output = widgets.Button(description="Open output notebook", icon="book-open",
                                            layout=widgets.Layout(width="200px"))
         self._viewer = widgets.HTML()
-        self._images = [widgets.Image(layout=widgets.Layout(max_width="560px", height="auto"))
+        self._images = [widgets.Image(layout=widgets.Layout(max_width="min(560px, 100%)", height="auto"))
                         for _ in range(view.MAX_IMAGES)]
         self._captions = [widgets.HTML() for _ in range(view.MAX_IMAGES)]
         self._gallery = widgets.HBox(
@@ -117,6 +121,7 @@ class RunDetail(widgets.VBox):
     def message(self) -> str:
         return self._message.value
 
+    @locked
     def press(self, name: str) -> None:
         """Click a button by name (an action, "confirm" or "back"), as a person would."""
         {**self._buttons, "confirm": self._confirm, "back": self._back}[name].click()
@@ -251,33 +256,41 @@ class RunDetail(widgets.VBox):
 
     # -- handlers ----------------------------------------------------------------------
 
+    @locked
     def _on_close_click(self, _: widgets.Button) -> None:
         self.show(None)
         self._on_change()
 
+    @locked
     def _on_cancel_click(self, _: widgets.Button) -> None:
         self._act(self._q.cancel, "cancelled")
 
+    @locked
     def _on_retry_click(self, _: widgets.Button) -> None:
         self._act(self._q.retry, "queued again")
 
+    @locked
     def _on_delete_click(self, _: widgets.Button) -> None:
         self._message.value = ""
         self._set_pending("delete")
 
+    @locked
     def _on_force_click(self, _: widgets.Button) -> None:
         self._message.value = ""
         self._set_pending("force-cancel")
 
+    @locked
     def _on_back_click(self, _: widgets.Button) -> None:
         self._set_pending(None)
 
+    @locked
     def _on_confirm_click(self, _: widgets.Button) -> None:
         if self._pending == "delete":
             self._act(self._q.delete, "deleted")
         elif self._pending == "force-cancel":
             self._act(lambda run_id: self._q.cancel(run_id, force=True), "force-cancelled")
 
+    @locked
     def _on_open_output_click(self, _: widgets.Button) -> None:
         if self._viewer.value:
             self._viewer.value = ""
@@ -289,12 +302,30 @@ class RunDetail(widgets.VBox):
         self._open_output.description = "Close output notebook"
 
 
+#: The rendered notebook may load nothing from anywhere (lab machines often have no internet):
+#: its images are embedded, its styles inline, and scripts could not run in the sandbox anyway.
+OFFLINE_POLICY = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+                  "img-src data:; style-src 'unsafe-inline'; font-src data:\">")
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.S | re.I)
+
+
+def notebook_html(path: Path) -> str:
+    """The notebook as one self-contained HTML page: nbconvert's lab template with images
+    embedded and without its scripts (require.js, MathJax and mermaid from a CDN)."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    body, _ = exporter.from_filename(str(path))
+    body = _SCRIPT.sub("", body)
+    head = re.search(r"<head[^>]*>", body, re.I)
+    at = head.end() if head else 0
+    return body[:at] + OFFLINE_POLICY + body[at:]
+
+
 def notebook_iframe(path: Path) -> str:
     """The notebook rendered to HTML by nbconvert, isolated in an iframe (its CSS stays inside)."""
     try:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter(template_name="classic").from_filename(str(path))
+        body = notebook_html(path)
     except Exception as exc:  # noqa: BLE001 - nbconvert raises many kinds; the page shows which
         return view.message_html(f"cannot render {path.name}: {type(exc).__name__}: {exc}", "error")
     return (f'<iframe class="rt-viewer" sandbox="" srcdoc="{escape(body, quote=True)}" '

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import pytest
 
 from helpers import wait_for  # noqa: F401 - the dashboard tests import it from here
 
@@ -177,3 +178,54 @@ def run_processes(token_prefix: str = "") -> list[psutil.Process]:
         if token and token.startswith(token_prefix):
             found.append(proc)
     return found
+
+
+# -- browsers and Jupyter servers ------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def require_chromium() -> None:
+    if Path(CHROMIUM).exists() and shutil.which("chromium"):
+        return
+    if os.environ.get("RUNTOOL_REQUIRE_BROWSER"):
+        pytest.fail(f"{CHROMIUM} is missing and RUNTOOL_REQUIRE_BROWSER is set")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def jupyter_env(base: Path, user: str) -> dict[str, str]:
+    """Jupyter's writable folders in tmp; the venv's kernelspec stays findable via sys.prefix."""
+    folders = {var: base / name for var, name in (("JUPYTER_DATA_DIR", "data"),
+               ("JUPYTER_RUNTIME_DIR", "runtime"), ("TMPDIR", "tmp"), ("IPYTHONDIR", "ipython"))}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **{var: str(path) for var, path in folders.items()}}
+    env.update(RUNTOOL_USER=user, PYTHONWARNINGS="ignore")
+    env.pop("JUPYTER_CONFIG_DIR", None)
+    return env
+
+
+#: In the page: every element from `root` down (and its ancestors up to the document) that
+#: scrolls sideways or sticks out of `root` on the right, described for an assert message.
+SIDEWAYS_JS = """root => {
+  const found = [];
+  const name = el => el.tagName.toLowerCase() + (el.className && typeof el.className === 'string'
+      ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+  const right = root.getBoundingClientRect().right;
+  const scrolls = el => {
+    const style = getComputedStyle(el);
+    return ['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1;
+  };
+  for (let el = root; el; el = el.parentElement) {
+    if (scrolls(el)) found.push('scrolls sideways: ' + name(el) + ' ' + el.scrollWidth + '>' + el.clientWidth);
+  }
+  for (const el of root.querySelectorAll('*')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;
+    if (scrolls(el)) found.push('scrolls sideways: ' + name(el) + ' ' + el.scrollWidth + '>' + el.clientWidth);
+    else if (box.right > right + 1) found.push('sticks out: ' + name(el) + ' right ' + box.right + ' > ' + right);
+  }
+  return found.slice(0, 10);
+}"""

@@ -24,10 +24,15 @@ from pathlib import Path
 
 import pytest
 from dashboard_fixtures import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     RUNTOOL,
+    SIDEWAYS_JS,
     USERS,
     cli,
+    jupyter_env,
     make_notebooks,
+    require_chromium,
     run_processes,
     start,
     stop,
@@ -40,9 +45,6 @@ from runtool.models import Status
 from runtool.serve import free_port
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 RENDER_TIMEOUT_MS = 60_000
 
 
@@ -54,29 +56,9 @@ class Served:
     ids: dict[str, int]  # what the run shows -> run id
 
 
-def _require_chromium() -> None:
-    if Path(CHROMIUM).exists() and shutil.which("chromium"):
-        return
-    if os.environ.get("RUNTOOL_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing and RUNTOOL_REQUIRE_BROWSER is set")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-
-
-def _jupyter_env(base: Path, user: str) -> dict[str, str]:
-    """Jupyter's writable folders in tmp; the venv's kernelspec stays findable via sys.prefix."""
-    folders = {var: base / name for var, name in (("JUPYTER_DATA_DIR", "data"),
-               ("JUPYTER_RUNTIME_DIR", "runtime"), ("TMPDIR", "tmp"), ("IPYTHONDIR", "ipython"))}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{var: str(path) for var, path in folders.items()}}
-    env.update(RUNTOOL_USER=user, PYTHONWARNINGS="ignore")
-    env.pop("JUPYTER_CONFIG_DIR", None)
-    return env
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    _require_chromium()
+    require_chromium()
     base = tmp_path_factory.mktemp("dash-browser")
     notebooks = make_notebooks(base / "notebooks")
     home = base / "home"
@@ -94,7 +76,7 @@ def served(tmp_path_factory):
     procs = []
     try:
         worker = start([*RUNTOOL, "--home", str(home), "worker", "--queue", "default", "--poll", "0.2"],
-                       _jupyter_env(base / "worker", "worker"), base / "worker.log")
+                       jupyter_env(base / "worker", "worker"), base / "worker.log")
         procs.append((worker, 2))
 
         def long_is_running():
@@ -108,7 +90,7 @@ def served(tmp_path_factory):
             port = free_port()
             log = base / f"dashboard-{user}.log"
             server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
-                           _jupyter_env(base / user, user), log)
+                           jupyter_env(base / user, user), log)
             procs.append((server, 1))
             line = wait_for(lambda log=log: re.search(r"at (http://\S+)", log.read_text()), 60,
                             what=f"dashboard of {user} to print its URL")
@@ -209,6 +191,45 @@ def test_page_shows_runs_with_their_labels(served, pages, tmp_path):
     target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOT")
     if target:
         shoot(page, Path(target))
+
+
+def test_fits_from_800px_with_the_detail_beside_or_under_its_row(served, pages, tmp_path):
+    """Voila on a laptop (1366 px): the detail beside the table; at 800 px: under the run's row.
+    Nothing scrolls sideways at either width."""
+    page, run_id = pages["alice"], served.ids["failed"]
+    try:
+        page.set_viewport_size({"width": 1366, "height": 900})
+        open_run(page, run_id)
+        page.locator(".rt-detail .rt-error", has_text="Traceback").wait_for()
+        page.wait_for_timeout(300)
+        detail = page.locator(".rt-detail").bounding_box()
+        row = page.locator(f'.rt-cells[data-run="{run_id}"]').bounding_box()
+        assert detail["x"] >= row["x"] + row["width"], (detail, row)  # beside
+        head = page.locator(".rt-head").bounding_box()
+        assert detail["y"] <= head["y"] + 10 and detail["y"] + 40 < 900  # level with the table's top
+        assert page.locator(".rt-dash").evaluate(SIDEWAYS_JS) == []
+        screenshot(page, tmp_path, "dashboard-voila-1366.png")
+        page.set_viewport_size({"width": 800, "height": 900})
+        page.wait_for_timeout(300)
+        detail = page.locator(".rt-detail").bounding_box()
+        row = page.locator(f'.rt-cells[data-run="{run_id}"]').bounding_box()
+        assert 0 <= detail["y"] - (row["y"] + row["height"]) < 60, (detail, row)  # under its row
+        assert page.locator(".rt-dash").evaluate(SIDEWAYS_JS) == []
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+        screenshot(page, tmp_path, "dashboard-voila-800.png")
+        page.locator(".rt-detail button", has_text="Close").first.click()
+        page.locator(".rt-detail").wait_for(state="hidden")
+    finally:
+        page.set_viewport_size({"width": 1360, "height": 1000})
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    """Into tmp_path, and into $RUNTOOL_DASHBOARD_SCREENSHOTS (docs/img) when set."""
+    page.screenshot(path=str(tmp_path / name))
+    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, Path(target) / name)
 
 
 def test_processing_run_offers_no_cancel_or_delete(served, pages, tmp_path):
@@ -338,7 +359,7 @@ def test_readme_screenshot(browser_context, tmp_path):
         q.submit(training, {"C": 3.0, "seed": 1}, delay="2h", tags={"project": "digits"})
         waiting = q.submit(training, {"gamma": 0.002}, queue="gpu")
         q.submit(detection, {"nms_iou": 0.5}, after=waiting.id, queue="gpu")
-    env = _jupyter_env(tmp_path / "jupyter", "alice")
+    env = jupyter_env(tmp_path / "jupyter", "alice")
     worker = start([*RUNTOOL, "--home", str(home), "worker", "--queue", "default"], env, tmp_path / "worker.log")
     server = None
     try:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import html
+from pathlib import Path
 import json
 import re
 import socket
 import subprocess
 import sys
+import time
 
 import hypothesis.strategies as st
 import psutil
@@ -26,8 +28,10 @@ from runtool.api import RunQueue
 from runtool.errors import RunNotFound, RuntoolError
 from runtool.models import Claimant, Status
 from runtool.params import Parameter
-from runtool.submitform import changed_parameters, default_text, form_value
+from runtool.submitform import changed_parameters, default_text, form_value, in_form_words
+from runtool.dashrefresh import live_refreshers
 from runtool.widgets import Dashboard
+from runtool.widgets_detail import notebook_html
 
 
 def text_of(markup: str) -> str:
@@ -240,6 +244,16 @@ def test_detail_shows_parameters_history_error_logs_files_and_images(open_dash, 
     assert "<iframe" in detail._viewer.value and "srcdoc=" in detail._viewer.value
 
 
+def test_output_notebook_is_rendered_self_contained(runs, home):
+    """No script, style or font from a CDN: many lab machines have no internet."""
+    with RunQueue(home) as q:
+        page = notebook_html(Path(q.get(runs.succeeded).output_path))
+    assert "<script" not in page.lower()
+    assert not re.search(r"""<(link|img|iframe|source|video|audio)\b[^>]*(src|href)=["']?(https?:)?//""", page, re.I)
+    assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", page, re.I)
+    assert "default-src 'none'" in page  # and the page may fetch nothing, should anything remain
+
+
 def test_close_closes_every_widget(home):
     dash = Dashboard(home, user="alice", refresh_interval=None)
     parts = list(_tree(dash))
@@ -361,7 +375,7 @@ def test_refreshes_itself_from_an_asyncio_task(home, runs):
     async def scenario():
         dash = Dashboard(home, user="carol", refresh_interval=0.05)
         try:
-            assert dash._task is not None
+            assert dash._refresher is not None and dash._refresher.mode == "asyncio"
             with RunQueue(home, user="bob") as other:
                 other.cancel(runs.waiting)
             for _ in range(100):
@@ -371,12 +385,70 @@ def test_refreshes_itself_from_an_asyncio_task(home, runs):
             assert {r.id: r.label for r in dash.rows}[runs.waiting] == "cancelled"
             assert "every 0.05 s" in dash._footer.value
         finally:
-            task = dash._task
+            task = dash._refresher._task
             dash.close()
         await asyncio.sleep(0)
         assert task.cancelled() or task.done()
 
     asyncio.run(scenario())
+
+
+def _labels(dash):
+    return {r.id: r.label for r in dash.rows}
+
+
+def test_refresh_thread_goes_on_while_the_main_thread_is_busy(home, runs):
+    """As in a notebook whose kernel runs another cell: only the thread can see the change."""
+    dash = Dashboard(home, user="carol", refresh_interval=0.05, refresh_mode="thread")
+    try:
+        assert dash.refreshing and len(live_refreshers()) == 1
+        with RunQueue(home, user="bob") as other:
+            other.cancel(runs.waiting)
+        deadline = time.monotonic() + 5
+        while _labels(dash)[runs.waiting] != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.02)  # the main thread never calls refresh() here
+        assert _labels(dash)[runs.waiting] == "cancelled"
+        assert "every 0.05 s" in dash._footer.value
+        for _ in range(20):  # clicks on the main thread interleave with the thread's refreshes
+            dash.set_filters(status="cancelled")
+            dash.set_filters()
+    finally:
+        thread = dash._refresher._thread
+        dash.close()
+    thread.join(2)
+    assert not thread.is_alive() and not live_refreshers()
+
+
+def test_a_newer_dashboard_of_the_home_stops_the_older_ones_refresh(home, tmp_path):
+    first = Dashboard(home, user="carol", refresh_interval=0.05, refresh_mode="thread")
+    second = Dashboard(home, user="carol", refresh_interval=0.05, refresh_mode="thread")
+    third = Dashboard(home, user="carol", refresh_interval=0.05, refresh_mode="thread")
+    elsewhere = Dashboard(tmp_path / "other", user="carol", refresh_interval=0.05, refresh_mode="thread")
+    try:
+        threads = [d._refresher._thread for d in (third, elsewhere)]
+        time.sleep(0.2)
+        assert not first.refreshing and not second.refreshing and third.refreshing and elsewhere.refreshing
+        assert sorted(t.ident for t in live_refreshers()) == sorted(t.ident for t in threads)
+        assert "a newer dashboard of this home opened" in first._footer.value
+        first.refresh()  # the Refresh button still works
+    finally:
+        for dash in (first, second, third, elsewhere):
+            dash.close()
+    for thread in threads:
+        thread.join(2)
+    assert not live_refreshers()
+
+
+def test_no_view_left_stops_the_refresh_and_a_new_view_restarts_it(home):
+    dash = Dashboard(home, user="carol", refresh_interval=0.05, refresh_mode="thread")
+    try:
+        dash._view_count = 1  # as the front end reports it
+        dash._view_count = 0  # the output was cleared (a re-run, Clear Outputs)
+        assert not dash.refreshing and "no view shows this dashboard" in dash._footer.value
+        dash._view_count = 1
+        assert dash.refreshing
+    finally:
+        dash.close()
 
 
 # -- the Submit form ---------------------------------------------------------------------
@@ -415,8 +487,17 @@ def test_form_refuses_bad_values_with_the_cli_message(open_dash, home, notebooks
     dash.form.submit()
     done = cli(home, "submit", str(notebooks["sleeper"]), *cli_args, env={"RUNTOOL_USER": "bob"})
     assert done.returncode in (1, 2)
-    assert text_of(dash.form.message) == done.stderr.strip().removeprefix("runtool: ")
+    # the same message, naming the form's fields where the command line names its options
+    assert text_of(dash.form.message) == in_form_words(done.stderr.strip().removeprefix("runtool: "))
+    assert "--" not in text_of(dash.form.message)
     assert len(RunQueue(home).list(limit=100)) == before
+
+
+def test_form_errors_name_the_fields_not_the_options(open_dash, notebooks):
+    dash = open_dash("bob")
+    dash.form.fill(notebook=str(notebooks["sleeper"]), after="abc")
+    dash.form.submit()
+    assert text_of(dash.form.message) == 'bad "After run" \'abc\': expected a run id'
 
 
 def test_form_for_a_bad_notebook_and_for_viewers(open_dash, tmp_path, notebooks):
@@ -548,3 +629,11 @@ def test_the_pager_says_when_counting_stopped():
     assert dashview.pager_text(0, 20, 345) == "1–20 of 345"
     assert dashview.pager_text(20, 20, 10_020, more=True) == "21–40 of 10,020+"
     assert dashview.pager_text(0, 0, 0) == "no runs match"
+
+
+def test_run_logs_carry_no_kernel_transport_warning(template):
+    """The detail pane shows stderr.log: ipykernel's TCP warning was in every run's (issue 15)."""
+    home, runs, _ = template
+    for run_id in (runs.succeeded, runs.failed):
+        log = (home / "runs" / str(run_id) / "stderr.log").read_text()
+        assert "without encryption" not in log
