@@ -34,7 +34,7 @@ def _queue(ctx: click.Context) -> RunQueue:
     from .api import RunQueue
 
     if ctx.obj is None:
-        ctx.obj = RunQueue(ctx.find_root().params.get("home"))
+        ctx.obj = RunQueue(ctx.meta.get(_HOME))
         ctx.call_on_close(ctx.obj.close)
     return ctx.obj
 
@@ -43,11 +43,31 @@ def _dump(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False), envvar="RUNTOOL_HOME",
-              help="Folder of the queue (default $RUNTOOL_HOME, else ~/.runtool).")
+_HOME = "runtool.home"
+_HOME_HELP = "Folder of the queue (default $RUNTOOL_HOME, else ~/.runtool)."
+
+
+def _remember_home(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    # ctx.meta is shared by the group's context and the command's, which is parsed after
+    # it: so `runtool --home A list --home B` uses B, the later one.
+    if value is not None:
+        ctx.meta[_HOME] = value
+
+
+class _Group(click.Group):
+    """Gives every command `--home` too, so that it may follow the command's name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.append(click.Option(["--home"], type=click.Path(file_okay=False), metavar="DIR",
+                                       expose_value=False, callback=_remember_home, help=_HOME_HELP))
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), metavar="DIR", envvar="RUNTOOL_HOME",
+              expose_value=False, callback=_remember_home, help=_HOME_HELP)
 @click.version_option(package_name="runtool", prog_name="runtool")
-def cli(home: str | None) -> None:
+def cli() -> None:
     """Run parameterized Jupyter notebooks one at a time from a SQLite queue."""
 
 
