@@ -9,12 +9,10 @@ lock and claims the run as a worker would, so reconcile rightly sees it as alive
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,34 +20,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import wait_for  # noqa: F401 - the dashboard tests import it from here
+from helpers import ROLES, notebook, runtool
 
 from runtool.api import RunQueue
 from runtool.lock import ExecutorLock
 from runtool.processes import TOKEN_VAR
 from runtool.models import Claimant
 
-RUNTOOL = [sys.executable, "-m", "runtool"]
-USERS = '[users]\nalice = "admin"\nbob = "operator"\ncarol = "viewer"\ndora = "analyst"\n"*" = "viewer"\n' \
-        '[roles]\nanalyst = ["submit", "delete:sleeper"]\n'
 #: A 2x2 PNG, written by the sleeper notebook into its run folder as its "preview".
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAADAAAAAgCAIAAADbtmxLAAAAyklEQVR4nM3OwRWDMAwDUNWLsAZjMCpjZA0moVdeSJzYltPqpoP0/ucu2M6C"
     "tFzHbvqX7SzXseeBrP/i2Fhj+hfHxpH5f3FsfJn8l2f5B5NU/eemGjSzCUb/b4CGm3iU/zZI31DS+++ClA0rzX8N1NsQ8/4fgJobbqr/Mei9oef5"
     "PwXCQtMsCKtMBhCWmGwg5JvMICSbPCBkmpwgpJn8IOSYQiAkmKIgsE0EEKgmDgg8Ew0EkokJAsNEBiFs4oMQM6WAEDBlgeA1fQEuWpI1xWrhAAAA"
     "AABJRU5ErkJggg==")
-
-
-def notebook(path: Path, parameters: str, *body: str) -> Path:
-    """Write a notebook: a code cell tagged `parameters`, then one code cell per body text."""
-    cells = [{"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"]},
-              "outputs": [], "source": parameters}]
-    cells += [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
-              for src in body]
-    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
-    path.write_text(json.dumps(nb), encoding="utf-8")
-    return path
 
 
 def make_notebooks(folder: Path) -> dict[str, Path]:
@@ -59,23 +42,17 @@ def make_notebooks(folder: Path) -> dict[str, Path]:
         "sleeper": notebook(
             folder / "sleeper.ipynb",
             'n = 1  # how many\nsleep = 0.0  # seconds to sleep\nlabel = "x"\nflag = False\n'
-            'sizes = [1, 2]\nrun_dir = ""\n',
-            "import time\nprint('sleeping', sleep)",
-            "time.sleep(sleep)",
-            "import base64, pathlib\nif run_dir:\n"
-            f"    pathlib.Path(run_dir, 'preview.png').write_bytes(base64.b64decode('{png}'))",
-        ),
-        "failing": notebook(
-            folder / "failing.ipynb", "n = 1\n",
+            'sizes = [1, 2]\nrun_dir = ""\n', [
+                "import time\nprint('sleeping', sleep)",
+                "time.sleep(sleep)",
+                "import base64, pathlib\nif run_dir:\n"
+                f"    pathlib.Path(run_dir, 'preview.png').write_bytes(base64.b64decode('{png}'))",
+            ]),
+        "failing": notebook(folder / "failing.ipynb", "n = 1\n", [
             "print('about to fail')",
             "raise RuntimeError(f'boom {n}\\nsecond line')",
-        ),
+        ]),
     }
-
-
-def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RUNTOOL, "--home", str(home), *args], check=False, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @dataclass
@@ -95,15 +72,15 @@ class Runs:
 def prepare_home(home: Path, notebooks: dict[str, Path]) -> Runs:
     """A home with one run of every label; the `processing` run is left waiting (see hold_processing)."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    (home / "runtool.toml").write_text(ROLES, encoding="utf-8")
     with RunQueue(home, user="alice") as q:
         ok = q.submit(notebooks["sleeper"], {"n": 7}, tags={"team": "vision"})
         bad = q.submit(notebooks["failing"], {"n": 3}, retries=0)
         flaky = q.submit(notebooks["failing"], {"n": 4}, retries=1)
         gone = q.submit(notebooks["sleeper"], {"n": 5})
         q.cancel(gone.id, reason="not needed")
-    done = cli(home, "drain")
-    assert done.returncode == 0, done.stderr
+    done = runtool(home, "drain")
+    assert done.code == 0, done.err
     with RunQueue(home, user="bob") as q:
         proc = q.submit(notebooks["sleeper"], {"n": 8, "sleep": 60.0}, queue="long", priority="high")
         waiting = q.submit(notebooks["sleeper"], {"n": 9}, queue="hold")

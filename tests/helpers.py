@@ -1,7 +1,10 @@
-"""Shared test helpers: notebooks written into tmp_path, and the CLI in a real process."""
+"""Shared test helpers: notebooks written into tmp_path, the CLI in a real process or in
+this one, the role table of the permission tests, and waiting on state."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -9,8 +12,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PYTHON = sys.executable
+#: The command line of `runtool` as a real process (what `runtool` on PATH runs).
+RUNTOOL = [PYTHON, "-m", "runtool"]
 JOB_PARAMETERS = """\
 n = 1
 x = 0.5
@@ -39,9 +45,12 @@ JOB_BODY = [
 ]
 
 
-def notebook(path: Path, parameters: str | None = JOB_PARAMETERS, body: list[str] | None = None,
+def notebook(path: Path, parameters: Any = JOB_PARAMETERS, body: list[str] | None = None,
              kernel: str | None = "python3") -> Path:
-    """Write a notebook: a cell tagged `parameters` (unless None), then the body cells."""
+    """Write a notebook: a cell tagged `parameters` (unless None), then the body cells.
+
+    `parameters` is the cell's source as stored: text, or (for hostile notebooks) anything.
+    """
     cells = []
     if parameters is not None:
         cells.append({"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": parameters,
@@ -58,26 +67,55 @@ def notebook(path: Path, parameters: str | None = JOB_PARAMETERS, body: list[str
 
 @dataclass
 class Result:
+    """What a command did: exit status, stdout, stderr (also unpacks as that triple)."""
+
     code: int
     out: str
     err: str
 
+    def __iter__(self):
+        return iter((self.code, self.out, self.err))
 
-def runtool(home: Path, *args: str, user: str | None = None, env: dict | None = None,
-            timeout: float = 120) -> Result:
-    """Run `python -m runtool --home HOME ARGS...` as a real process."""
+
+def run(*args: str, user: str | None = None, env: dict | None = None, timeout: float = 120) -> Result:
+    """`python -m runtool ARGS...` as a real process (real argv, exit status, stderr)."""
     full_env = dict(os.environ, **(env or {}))
     if user:
         full_env["RUNTOOL_USER"] = user
-    proc = subprocess.run([PYTHON, "-m", "runtool", "--home", str(home), *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+    proc = subprocess.run([*RUNTOOL, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def spawn(home: Path, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+def runtool(home: Path, *args: str, **kw: Any) -> Result:
+    """`python -m runtool --home HOME ARGS...` as a real process."""
+    return run("--home", str(home), *args, **kw)
+
+
+def cli(home: Path, *args: str) -> Result:
+    """`runtool --home HOME ARGS...` in this process: no interpreter start, for the many
+    input checks that need no real process (exit code, stdout, stderr as the CLI gives them)."""
+    from runtool.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(["--home", str(home), *args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def spawn(home: Path, *args: str, env: dict | None = None, log: Path | None = None, **kw) -> subprocess.Popen:
+    """`runtool --home HOME ARGS...` started in the background; its output to pipes, or
+    both streams to the file `log` (which a test can watch while it runs)."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.Popen([PYTHON, "-m", "runtool", "--home", str(home), *args], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    if log is None:
+        return subprocess.Popen([*RUNTOOL, "--home", str(home), *args], env=full_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    with open(log, "wb") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([*RUNTOOL, "--home", str(home), *args], env=full_env, stdout=handle,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
 
 
 def markers(path: Path) -> list[dict]:
@@ -102,7 +140,9 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.05, what: str = 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-#: Roles used by the permission tests: one user per built-in role and a custom one.
+#: Roles used by the permission and dashboard tests: one user per built-in role and a
+#: custom one, who may delete runs of the kinds `job` (tests' job.ipynb) and `sleeper`
+#: (the dashboard tests' notebook), but no others.
 ROLES = """
 [users]
 alice = "admin"
@@ -112,5 +152,23 @@ dora = "analyst"
 "*" = "viewer"
 
 [roles]
-analyst = ["submit", "delete:job"]
+analyst = ["submit", "delete:job", "delete:sleeper"]
 """
+
+#: A notebook that runs until stopped (60 s by default) and starts a `sleep 300`
+#: grandchild whose pid it writes into its run folder: for cancel, kill and signal tests.
+LONG_PARAMETERS = "run_dir = ''\nsleep = 60.0\nmarker = ''\nrun_id = 0"
+LONG_BODY = [
+    "import json, subprocess, time\nt0 = time.time()\n"
+    "grandchild = subprocess.Popen(['sleep', '300'])\n"
+    "open(run_dir + '/grandchild.pid', 'w').write(str(grandchild.pid))",
+    "time.sleep(sleep)",
+    "if marker:\n    open(marker, 'a').write(json.dumps({'run_id': run_id, 'start': t0, 'end': time.time()}) + '\\n')",
+]
+
+
+def kernel_started(q: Any, run_id: int):
+    """The run, once its kernel is up and the long notebook's grandchild is recorded; else None."""
+    run = q.get(run_id)
+    grandchild = Path(run.run_dir) / "grandchild.pid"
+    return run if run.kernel_pid and grandchild.exists() and grandchild.read_text() else None

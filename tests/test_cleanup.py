@@ -10,12 +10,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import ROLES, notebook, runtool, spawn, wait_for, write_config
+from helpers import LONG_BODY, LONG_PARAMETERS, ROLES, kernel_started, notebook, runtool, spawn, wait_for, write_config
 from runtool import IllegalTransition, PermissionDenied, RunQueue, Status
 from runtool.cleanup import apply_retention
 from runtool.processes import alive
 from runtool.worker import Worker
-from test_crash import LONG_BODY, LONG_PARAMETERS, kernel_started
 
 
 @pytest.fixture

@@ -9,31 +9,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import markers, notebook, runtool, spawn, wait_for, write_config
+from helpers import LONG_BODY, LONG_PARAMETERS, kernel_started, markers, notebook, runtool, spawn, wait_for, write_config
 from runtool import RunQueue, Status
 from runtool.processes import alive
 
 pytestmark = pytest.mark.slow
 
-LONG_PARAMETERS = "run_dir = ''\nsleep = 60.0\nmarker = ''\nrun_id = 0"
-LONG_BODY = [
-    "import json, subprocess, time\nt0 = time.time()\n"
-    "grandchild = subprocess.Popen(['sleep', '300'])\n"
-    "open(run_dir + '/grandchild.pid', 'w').write(str(grandchild.pid))",
-    "time.sleep(sleep)",
-    "if marker:\n    open(marker, 'a').write(json.dumps({'run_id': run_id, 'start': t0, 'end': time.time()}) + '\\n')",
-]
-
 
 @pytest.fixture
 def long_nb(tmp_path: Path) -> Path:
     return notebook(tmp_path / "long.ipynb", parameters=LONG_PARAMETERS, body=LONG_BODY)
-
-
-def kernel_started(q: RunQueue, run_id: int):
-    run = q.get(run_id)
-    grandchild = Path(run.run_dir) / "grandchild.pid"
-    return run if run.kernel_pid and grandchild.exists() and grandchild.read_text() else None
 
 
 def test_sigkill_mid_run_frees_lock_and_kernel_then_reconcile_repairs(home, long_nb, job, tmp_path):

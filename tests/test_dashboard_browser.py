@@ -26,18 +26,15 @@ import pytest
 from dashboard_fixtures import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    RUNTOOL,
     SIDEWAYS_JS,
-    USERS,
-    cli,
     jupyter_env,
     make_notebooks,
     require_chromium,
     run_processes,
     start,
     stop,
-    wait_for,
 )
+from helpers import ROLES, RUNTOOL, runtool, wait_for
 
 from runtool.api import RunQueue
 from runtool.errors import RunNotFound
@@ -63,12 +60,12 @@ def served(tmp_path_factory):
     notebooks = make_notebooks(base / "notebooks")
     home = base / "home"
     home.mkdir()
-    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    (home / "runtool.toml").write_text(ROLES, encoding="utf-8")
     with RunQueue(home, user="alice") as q:
         ok = q.submit(notebooks["sleeper"], {"n": 7}, tags={"team": "vision"})
         bad = q.submit(notebooks["failing"], {"n": 3}, retries=0)
-    drained = cli(home, "drain")
-    assert drained.returncode == 0, drained.stderr
+    drained = runtool(home, "drain")
+    assert drained.code == 0, drained.err
     with RunQueue(home, user="bob") as q:
         to_cancel = q.submit(notebooks["sleeper"], {"n": 21}, queue="hold")
         to_delete = q.submit(notebooks["sleeper"], {"n": 22}, queue="hold")
@@ -348,12 +345,12 @@ def test_readme_screenshot(browser_context, tmp_path):
     """The README's picture: the real training and detection notebooks, one of each label."""
     home, training, detection = tmp_path / "home", REPO_NOTEBOOKS / "training.ipynb", REPO_NOTEBOOKS / "detection.ipynb"
     home.mkdir()
-    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    (home / "runtool.toml").write_text(ROLES, encoding="utf-8")
     with RunQueue(home, user="alice") as q:
         trained = q.submit(training, {"C": 10.0}, tags={"project": "digits"})
         shown = q.submit(detection, {"n_scenes": 8}, after=trained.id, tags={"project": "digits"})
         q.submit(detection, {"score_threshold": 1.5}, after=trained.id, retries=0)
-    assert cli(home, "drain").returncode == 0
+    assert runtool(home, "drain").code == 0
     with RunQueue(home, user="bob") as q:
         long = q.submit(detection, {"n_scenes": 3000, "scene_seed": 7}, after=trained.id)
         q.submit(training, {"C": 3.0, "seed": 1}, delay="2h", tags={"project": "digits"})

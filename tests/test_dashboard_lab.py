@@ -26,17 +26,14 @@ import pytest
 from dashboard_fixtures import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    RUNTOOL,
     SIDEWAYS_JS,
-    USERS,
-    cli,
     jupyter_env,
     make_notebooks,
     require_chromium,
     start,
     stop,
-    wait_for,
 )
+from helpers import ROLES, RUNTOOL, runtool, wait_for
 
 from runtool.api import RunQueue
 from runtool.serve import free_port
@@ -61,11 +58,11 @@ def lab(tmp_path_factory):
     notebooks = make_notebooks(base / "notebooks")
     home = base / "home"
     home.mkdir()
-    (home / "runtool.toml").write_text(USERS, encoding="utf-8")
+    (home / "runtool.toml").write_text(ROLES, encoding="utf-8")
     with RunQueue(home, user="alice") as q:
         ok = q.submit(notebooks["sleeper"], {"n": 7, "label": LONG_LABEL}, tags={"team": "vision"})
         bad = q.submit(notebooks["failing"], {"n": 3}, retries=0)
-    assert cli(home, "drain").returncode == 0
+    assert runtool(home, "drain").code == 0
     with RunQueue(home, user="bob") as q:
         for n in range(3):
             q.submit(notebooks["sleeper"], {"n": 20 + n}, queue="hold")
@@ -207,8 +204,8 @@ def test_a_run_finishing_while_another_cell_sleeps_shows_up(lab, nb, tmp_path):
         run = q.submit(lab.notebooks["sleeper"], {"n": 41})
     badge(page, run.id).filter(has_text="waiting").wait_for(timeout=10_000)
     seen_waiting = time.monotonic()
-    done = cli(lab.home, "drain", "--queue", "default")
-    assert done.returncode == 0, done.stderr
+    done = runtool(lab.home, "drain", "--queue", "default")
+    assert done.code == 0, done.err
     finished = time.monotonic()
     badge(page, run.id).filter(has_text="succeeded").wait_for(timeout=10_000)
     shown = time.monotonic()

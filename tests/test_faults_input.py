@@ -9,8 +9,6 @@ database and the runs folder are exactly as before.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -22,11 +20,10 @@ import hypothesis.strategies as st
 import psutil
 import pytest
 from fault_checks import state
-from helpers import JOB_PARAMETERS, Result, notebook, runtool, write_config
+from helpers import JOB_PARAMETERS, Result, cli, notebook, runtool, write_config
 from hypothesis import HealthCheck, example, given, settings
 
 from runtool import Run, RunQueue, outcomes
-from runtool.cli import main
 from runtool.errors import InvalidInput, RuntoolError
 from runtool.models import Claimant
 
@@ -41,18 +38,6 @@ NASTY = st.one_of(
                      "NaN", "inf", "-inf", "\x00", "\n", "٣", "１", "1_000", "\udcff", "'; DROP TABLE runs; --",
                      "__import__('os').system('id')", "${HOME}", "$(id)", "a" * 5000]),
 )
-
-
-def cli(home: Path, *args: str) -> Result:
-    """`runtool --home HOME ARGS...` in this process (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(["--home", str(home), *args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 def refused(result: Result, code: int = 2) -> str:
@@ -119,11 +104,7 @@ def hostile_files(tmp_path):
     fifo = tmp_path / "fifo.ipynb"
     os.mkfifo(fifo)
     def cell_nb(name: str, source) -> Path:
-        path = tmp_path / name
-        path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {"kernelspec": {"name": "python3"}},
-                                    "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]},
-                                               "source": source, "outputs": []}]}))
-        return path
+        return notebook(tmp_path / name, parameters=source, body=[])
     return {
         "fifo": fifo,
         "badsource": cell_nb("badsource.ipynb", [1, None]),

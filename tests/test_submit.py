@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from helpers import notebook, runtool, write_config
+from helpers import cli, notebook, runtool, write_config
 from runtool import InvalidInput, RunQueue, Status
-from runtool.cli import main
 
 
-def cli(home: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--home", str(home), *args])
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
-
-
-def test_submit_prints_id_and_stores_a_waiting_run(home, job, capsys):
+def test_submit_prints_id_and_stores_a_waiting_run(home, job):
     code, out, err = cli(home, "submit", str(job), "-p", "n", "5", "-p", "label", "7",
-                         "--tag", "detectionRunId=a1b2", capsys=capsys)
+                         "--tag", "detectionRunId=a1b2")
     assert (code, out.strip(), err) == (0, "1", "")
     run = RunQueue(home).get(1, history=True)
     assert run.status is Status.WAITING
@@ -31,9 +22,9 @@ def test_submit_prints_id_and_stores_a_waiting_run(home, job, capsys):
     assert [h["status"] for h in run.history] == ["waiting"]
 
 
-def test_submit_json_record_has_the_contract_fields(home, job, capsys):
+def test_submit_json_record_has_the_contract_fields(home, job):
     code, out, _ = cli(home, "submit", str(job), "--json", "--priority", "high", "--queue",
-                       "detection", "--retries", "1", "--timeout", "5m", "--kind", "det", capsys=capsys)
+                       "detection", "--retries", "1", "--timeout", "5m", "--kind", "det")
     record = json.loads(out)
     assert code == 0
     for key in ("id", "notebook", "kind", "queue", "priority", "status", "parameters", "tags",
@@ -47,11 +38,11 @@ def test_submit_json_record_has_the_contract_fields(home, job, capsys):
     assert record["output_path"] == f"{home.absolute()}/runs/1/output.ipynb"
 
 
-def test_parameter_options_combine_like_papermill(home, job, tmp_path, capsys):
+def test_parameter_options_combine_like_papermill(home, job, tmp_path):
     params_file = tmp_path / "p.yaml"
     params_file.write_text("n: 2\nx: 1.5\n")
     code, out, _ = cli(home, "submit", str(job), "-f", str(params_file), "-y", "x: 2.5\nflag: true",
-                       "--params-json", '{"label": "j"}', "-p", "n", "9", "--json", capsys=capsys)
+                       "--params-json", '{"label": "j"}', "-p", "n", "9", "--json")
     assert code == 0
     assert json.loads(out)["parameters"] == {"n": 9, "x": 2.5, "flag": True, "label": "j"}
 
@@ -89,15 +80,15 @@ BAD_SUBMISSIONS = [
 
 
 @pytest.mark.parametrize("args, message", BAD_SUBMISSIONS, ids=[" ".join(a) for a, _ in BAD_SUBMISSIONS])
-def test_bad_submission_is_one_line_exit_2_and_stores_nothing(home, job, capsys, args, message):
-    code, out, err = cli(home, "submit", str(job), *args, capsys=capsys)
+def test_bad_submission_is_one_line_exit_2_and_stores_nothing(home, job, args, message):
+    code, out, err = cli(home, "submit", str(job), *args)
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("runtool: ") and message in err
     assert RunQueue(home).count() == 0
 
 
-def test_bad_notebooks_are_refused(home, tmp_path, capsys):
+def test_bad_notebooks_are_refused(home, tmp_path):
     corrupt = tmp_path / "corrupt.ipynb"
     corrupt.write_text('{"cells": [')
     old = tmp_path / "old.ipynb"
@@ -115,12 +106,12 @@ def test_bad_notebooks_are_refused(home, tmp_path, capsys):
         ([str(bad_cell), "-p", "n", "1"], "parameters cell is not valid Python"),
     ]
     for args, message in cases:
-        code, out, err = cli(home, "submit", *args, capsys=capsys)
+        code, out, err = cli(home, "submit", *args)
         assert (code, out) == (2, ""), args
         assert message in err and err.count("\n") == 1, err
     assert RunQueue(home).count() == 0
     # the same notebook without kernelspec is fine once a kernel is named
-    code, out, _ = cli(home, "submit", str(no_kernel), "--kernel", "python3", capsys=capsys)
+    code, out, _ = cli(home, "submit", str(no_kernel), "--kernel", "python3")
     assert (code, out.strip()) == (0, "1")
 
 

@@ -19,7 +19,8 @@ import time
 import hypothesis.strategies as st
 import psutil
 import pytest
-from dashboard_fixtures import HeldRun, cli, copy_home, make_notebooks, prepare_home
+from dashboard_fixtures import HeldRun, copy_home, make_notebooks, prepare_home
+from helpers import runtool
 from hypothesis import HealthCheck, given, settings
 from traitlets import All
 
@@ -485,10 +486,10 @@ def test_form_refuses_bad_values_with_the_cli_message(open_dash, home, notebooks
     dash.form.fill(notebook=str(notebooks["sleeper"]), **{field: text})
     before = len(RunQueue(home).list(limit=100))
     dash.form.submit()
-    done = cli(home, "submit", str(notebooks["sleeper"]), *cli_args, env={"RUNTOOL_USER": "bob"})
-    assert done.returncode in (1, 2)
+    done = runtool(home, "submit", str(notebooks["sleeper"]), *cli_args, user="bob")
+    assert done.code in (1, 2)
     # the same message, naming the form's fields where the command line names its options
-    assert text_of(dash.form.message) == in_form_words(done.stderr.strip().removeprefix("runtool: "))
+    assert text_of(dash.form.message) == in_form_words(done.err.strip().removeprefix("runtool: "))
     assert "--" not in text_of(dash.form.message)
     assert len(RunQueue(home).list(limit=100)) == before
 
