@@ -30,9 +30,10 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/training.ipynb notebooks/detection.ipynb
 
-# The suite without the slow multi-process and browser tests, for quick edits.
+# The suite without the tests that start kernels, workers, Voila or a browser, for quick
+# edits: seconds. The kernel watch fails it if a test in it starts a kernel anyway.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser" tests
+	RUNTOOL_TEST_NO_KERNEL=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser and not kernel" tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

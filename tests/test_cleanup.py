@@ -99,6 +99,7 @@ def test_without_users_table_owner_is_admin_and_others_operators(home, job):
     assert stranger.can("delete", "job") and not stranger.can("force-cancel") and not stranger.can("purge")
 
 
+@pytest.mark.kernel
 def test_processing_run_cannot_be_cancelled_or_deleted_and_force_cancel_is_admin_only(home, tmp_path, no_leftovers):
     write_config(home, ROLES)
     long_nb = notebook(tmp_path / "long.ipynb", parameters=LONG_PARAMETERS, body=LONG_BODY)
@@ -140,6 +141,7 @@ def test_processing_run_cannot_be_cancelled_or_deleted_and_force_cancel_is_admin
         worker.communicate(timeout=60)
 
 
+@pytest.mark.kernel
 def test_delete_never_leaves_the_run_folder(home, job, tmp_path):
     q = RunQueue(home)
     run = q.submit(job)
@@ -179,6 +181,7 @@ def test_purge_removes_only_old_finished_runs(home, homes):
     assert runtool(home, "purge", "--older-than", "soon", user="alice").code == 2
 
 
+@pytest.mark.kernel
 def test_retention_from_config(home, job):
     write_config(home, '[retention]\nsucceeded = "0s"\n')
     q = RunQueue(home)
@@ -191,6 +194,7 @@ def test_retention_from_config(home, job):
     assert "retention.running: expected succeeded, failed or cancelled" in runtool(home, "list").err
 
 
+@pytest.mark.kernel
 def test_pause_and_resume_from_the_command_line(home, job):
     write_config(home, ROLES)
     RunQueue(home, user="alice").submit(job, queue="detection")
@@ -203,6 +207,7 @@ def test_pause_and_resume_from_the_command_line(home, job):
     assert runtool(home, "drain").out == "runtool drain: executed 1 run(s)\n"
 
 
+@pytest.mark.kernel
 def test_reconcile_leaves_a_live_run_alone(home, tmp_path):
     long_nb = notebook(tmp_path / "long.ipynb", parameters=LONG_PARAMETERS, body=LONG_BODY)
     q = RunQueue(home)

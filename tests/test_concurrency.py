@@ -12,7 +12,7 @@ import pytest
 from helpers import PYTHON, markers, spawn
 from runtool import RunQueue, Status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
 
 def assert_once_and_never_overlapping(q: RunQueue, marks: list[dict], expected_ids: set[int]) -> None:

@@ -41,7 +41,7 @@ from runtool.errors import RunNotFound
 from runtool.models import Status
 from runtool.serve import free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 RENDER_TIMEOUT_MS = 60_000
 
 

@@ -38,7 +38,7 @@ from helpers import ROLES, RUNTOOL, runtool, wait_for
 from runtool.api import RunQueue
 from runtool.serve import free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 WIDTH, HEIGHT = 1280, 900
 LONG_LABEL = "a-rather-long-label-for-the-augmentation-sweep-" + "x" * 40
 

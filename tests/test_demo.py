@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from runtool import RunQueue, Status
 from runtool.demo import run_demo
 
 
+@pytest.mark.kernel
 def test_demo_trains_then_detects_through_the_queue(home):
     lines: list[str] = []
     q = RunQueue(home)

@@ -17,6 +17,7 @@ def drain(q: RunQueue, queues: list[str] | None = None, **limits) -> tuple[int, 
     return Worker(q, queues or [], limits=Limits(**limits)).drain()
 
 
+@pytest.mark.kernel
 def test_success_writes_output_logs_progress_and_runtime_parameters(q, job, tmp_path, no_leftovers):
     copy = tmp_path / "copy.ipynb"
     run = q.submit(job, {"n": 7, "label": "seven"}, output=copy)
@@ -39,6 +40,7 @@ def test_success_writes_output_logs_progress_and_runtime_parameters(q, job, tmp_
     assert done.started_at <= done.heartbeat_at <= done.finished_at
 
 
+@pytest.mark.kernel
 def test_failure_records_error_and_error_txt(q, job, no_leftovers):
     run = q.submit(job, {"fail": True, "n": 3}, retries=0)
     drain(q)
@@ -53,6 +55,7 @@ def test_failure_records_error_and_error_txt(q, job, no_leftovers):
     assert failed.history[-1]["error"]["type"] == "ValueError"
 
 
+@pytest.mark.kernel
 def test_retries_back_off_exponentially_then_fail(home, job, no_leftovers):
     write_config(home, 'retry_base_delay = "0.3s"\n')
     q = RunQueue(home)
@@ -79,6 +82,7 @@ def test_retries_back_off_exponentially_then_fail(home, job, no_leftovers):
     assert len(q.get(run.id, history=True).history) == len(final.history) + 1
 
 
+@pytest.mark.kernel
 def test_delayed_runs_wait_until_due(q, job):
     run = q.submit(job, delay="1s")
     assert q.get(run.id).label(time.time()) == "scheduled"
@@ -88,6 +92,7 @@ def test_delayed_runs_wait_until_due(q, job):
     assert q.get(run.id).status is Status.SUCCEEDED
 
 
+@pytest.mark.kernel
 def test_priority_then_age_and_queue_order(q, job, tmp_path):
     marker = str(tmp_path / "order.jsonl")
     for n, prio, queue in [(1, "low", "a"), (2, "normal", "a"), (3, "high", "a"), (4, 5, "a"),
@@ -104,6 +109,7 @@ def test_priority_then_age_and_queue_order(q, job, tmp_path):
     assert [m["n"] for m in markers(Path(marker))] == [5, 3, 1, 6, 4, 2]
 
 
+@pytest.mark.kernel
 def test_paused_queue_keeps_accepting_but_is_not_claimed(q, job):
     q.pause("a")
     held = q.submit(job, queue="a")
@@ -119,6 +125,7 @@ def test_paused_queue_keeps_accepting_but_is_not_claimed(q, job):
     assert q.get(held.id).status is Status.SUCCEEDED
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("parent_fails, on, child_runs", [
     (False, "success", True), (False, "failure", False), (False, "finish", True),
     (True, "success", False), (True, "failure", True), (True, "finish", True),
@@ -158,6 +165,7 @@ def test_continuation_of_cancelled_or_deleted_parent_is_cancelled(q, job):
     assert q.get(late.id).status is Status.CANCELLED
 
 
+@pytest.mark.kernel
 def test_timeout_ends_the_run_and_its_processes(q, tmp_path, no_leftovers):
     slow = notebook(tmp_path / "slow.ipynb", parameters="run_dir = ''", body=[
         "import subprocess, time\nchild = subprocess.Popen(['sleep', '300'])",
@@ -173,6 +181,7 @@ def test_timeout_ends_the_run_and_its_processes(q, tmp_path, no_leftovers):
     assert elapsed < 15
 
 
+@pytest.mark.kernel
 def test_kernel_option_and_notebook_changed_after_submit(q, tmp_path):
     nb = notebook(tmp_path / "nk.ipynb", kernel=None)
     run = q.submit(nb, kernel="python3")
@@ -183,6 +192,7 @@ def test_kernel_option_and_notebook_changed_after_submit(q, tmp_path):
     assert "not found" in failed.error["message"]
 
 
+@pytest.mark.kernel
 def test_drain_and_list_and_show_and_logs_from_the_command_line(home, job):
     assert runtool(home, "submit", str(job), "-p", "n", "4").out == "1\n"
     result = runtool(home, "drain")

@@ -187,6 +187,7 @@ def test_deletion_stays_inside_the_run_folder(home, job, tmp_path):
     assert all(not os.path.lexists(f) for f in folders)
 
 
+@pytest.mark.kernel
 def test_purge_and_retention_follow_no_link(home, job, tmp_path):
     outside = precious(tmp_path / "outside")
     with RunQueue(home) as q:
@@ -201,6 +202,7 @@ def test_purge_and_retention_follow_no_link(home, job, tmp_path):
     assert intact(outside) and moved.is_dir() and (moved / "output.ipynb").is_file()
 
 
+@pytest.mark.kernel
 def test_dotted_kinds_and_outputs_never_become_deleted_paths(home, job, tmp_path):
     """A kind may be '..' and OUTPUT may climb with '..': neither is ever a path runtool removes."""
     outside = precious(tmp_path / "outside")

@@ -18,7 +18,7 @@ from helpers import PYTHON, notebook, runtool, spawn, write_config
 
 from runtool import RunQueue, Status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -440,6 +440,7 @@ CODE_LIKE = ['"; import os; os._exit(3); "', "'''", '"""', "\\", "\\'", '\\"', "
              "#", "\\u0041", "${HOME}", "`id`", "a" * 100_000]
 
 
+@pytest.mark.kernel
 @pytest.mark.slow
 def test_hostile_values_reach_the_notebook_unchanged(home, tmp_path):
     """Code-like, quoting, control and huge values are data to the notebook, never code."""

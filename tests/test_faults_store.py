@@ -102,6 +102,7 @@ def test_exclusive_lock_refuses_even_reads_in_one_line(home, job):
     assert integrity(home) == "ok"
 
 
+@pytest.mark.kernel
 @pytest.mark.slow
 def test_worker_rides_out_a_lock_held_during_a_run(home, tmp_path):
     """Held across a run's progress writes and its outcome: the run is not harmed, its
@@ -162,6 +163,7 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.kernel
 def test_full_disk_refuses_clearly_and_resumes(small_disk, job):
     home = small_disk / "home"
     assert runtool(home, "submit", str(job)).code == 0
@@ -181,6 +183,7 @@ def test_full_disk_refuses_clearly_and_resumes(small_disk, job):
     assert integrity(home) == "ok"
 
 
+@pytest.mark.kernel
 @pytest.mark.slow
 def test_worker_survives_a_run_that_fills_the_disk(small_disk, tmp_path):
     """The run fills the disk and fails; the worker cannot record that until space is freed,
@@ -208,6 +211,7 @@ def test_worker_survives_a_run_that_fills_the_disk(small_disk, tmp_path):
     assert integrity(home) == "ok"
 
 
+@pytest.mark.kernel
 def test_read_only_disk_refuses_clearly_and_resumes(small_disk, job):
     home = small_disk / "home"
     assert runtool(home, "submit", str(job)).code == 0

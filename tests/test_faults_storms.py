@@ -29,6 +29,7 @@ def test_an_extra_drain_leaves_before_importing_papermill(home, job):
     assert not [m for m in imported if m.startswith("papermill")]
 
 
+@pytest.mark.kernel
 @pytest.mark.slow
 def test_cron_storm(tmp_path):
     """Five drains started every second for 10 s over 8 short runs."""
@@ -37,6 +38,7 @@ def test_cron_storm(tmp_path):
     assert storm.exit_codes == {0: storm.drains + (1 if storm.left_after_storm else 0)}
 
 
+@pytest.mark.kernel
 @pytest.mark.slow
 def test_submit_storm(tmp_path):
     """Four processes x 100 submissions while a worker drains and the dashboard refreshes."""

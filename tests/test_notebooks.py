@@ -11,6 +11,7 @@ import nbformat
 import papermill as pm
 import pytest
 
+pytestmark = pytest.mark.kernel
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
