@@ -171,7 +171,8 @@ def test_delete_never_leaves_the_run_folder(home, job, tmp_path):
 def test_purge_removes_only_old_finished_runs(home, homes):
     admin, ids = homes
     assert admin.purge("1h") == []
-    time.sleep(0.2)
+    finished = max(admin.get(ids[name]).finished_at for name in ("first", "succeeded", "failed", "cancelled"))
+    wait_for(lambda: time.time() - finished > 0.1, timeout=5, every=0.01, what="runs older than 0.1 s")
     removed = admin.purge("0.1s")
     assert sorted(removed) == sorted([ids["first"], ids["succeeded"], ids["failed"], ids["cancelled"]])
     assert {r.status for r in admin.list()} == {Status.WAITING}

@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -111,13 +110,16 @@ def test_worker_rides_out_a_lock_held_during_a_run(home, tmp_path):
     q = RunQueue(home)
     first = q.submit(nb, {"sleep": 2.0, "grandchild": False})
     second = q.submit(nb, {"grandchild": False})
-    worker = spawn(home, "worker", "--poll", "0.2s", env=FAST)
+    log = tmp_path / "worker.log"
+    worker = spawn(home, "worker", "--poll", "0.2s", env=FAST, log=log)
     try:
         wait_for(lambda: q.get(first.id).kernel_pid, timeout=120)
         conn = sqlite3.connect(home / "runtool.db", isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
-        time.sleep(6)  # the sleep cell ends, papermill returns, the worker cannot record
-        assert worker.poll() is None, worker.communicate()
+        # the sleep cell ends, papermill returns, the worker cannot record and says so
+        wait_for(lambda: "cannot record the outcome yet: database" in log.read_text(), timeout=120,
+                 what="the worker to find the database locked")
+        assert worker.poll() is None, log.read_text()
         assert q.get(first.id).status is Status.PROCESSING
         conn.execute("ROLLBACK")
         conn.close()
@@ -127,9 +129,8 @@ def test_worker_rides_out_a_lock_held_during_a_run(home, tmp_path):
         assert [h["status"] for h in done.history] == ["waiting", "processing", "succeeded"]
     finally:
         worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=120)
-    assert worker.returncode == 0, err
-    assert "cannot record the outcome yet: database" in err
+        worker.wait(timeout=120)
+    assert worker.returncode == 0, log.read_text()
     assert integrity(home) == "ok"
 
 
@@ -194,20 +195,22 @@ def test_worker_survives_a_run_that_fills_the_disk(small_disk, tmp_path):
     q = RunQueue(home)
     big = q.submit(filling, {"size": 3_000_000}, retries=0)
     nxt = q.submit(filling, {"size": 10})
-    worker = spawn(home, "worker", "--poll", "0.2s")
+    log = tmp_path / "worker.log"
+    worker = spawn(home, "worker", "--poll", "0.2s", log=log)
     try:
         wait_for(lambda: (Path(big.run_dir) / "big.bin").exists(), timeout=120)
-        time.sleep(3)
-        assert worker.poll() is None, worker.communicate()
+        wait_for(lambda: "cannot record the outcome yet" in log.read_text(), timeout=120,
+                 what="the worker to find the disk full")
+        assert worker.poll() is None, log.read_text()
         (Path(big.run_dir) / "big.bin").unlink()
         wait_for(lambda: q.get(nxt.id).status is Status.SUCCEEDED, timeout=120)
         failed = q.get(big.id)
         assert failed.status is Status.FAILED and failed.error["type"] in ("OSError", "RunnerDied"), failed.error
     finally:
         worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=120)
+        worker.wait(timeout=120)
         q.close()
-    assert worker.returncode == 0, err
+    assert worker.returncode == 0, log.read_text()
     assert integrity(home) == "ok"
 
 
