@@ -91,14 +91,6 @@ def test_custom_role_deletes_only_its_kind(home, homes, tmp_path):
     assert admin.get(foreign.id).status is Status.WAITING
 
 
-def test_without_users_table_owner_is_admin_and_others_operators(home, job):
-    owner = RunQueue(home)
-    assert owner.role == "admin" and owner.can("force-cancel")
-    stranger = RunQueue(home, user="someone-else")
-    assert stranger.role == "operator"
-    assert stranger.can("delete", "job") and not stranger.can("force-cancel") and not stranger.can("purge")
-
-
 @pytest.mark.kernel
 def test_processing_run_cannot_be_cancelled_or_deleted_and_force_cancel_is_admin_only(home, tmp_path, no_leftovers):
     write_config(home, ROLES)
