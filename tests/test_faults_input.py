@@ -9,23 +9,30 @@ database and the runs folder are exactly as before.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
 import string
+import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import psutil
 import pytest
 from fault_checks import state
+import yaml
 from helpers import JOB_PARAMETERS, Result, cli, notebook, runtool, write_config
 from hypothesis import HealthCheck, example, given, settings
 
 from runtool import Run, RunQueue, outcomes
+from runtool.durations import parse_duration, parse_time
 from runtool.errors import InvalidInput, RuntoolError
 from runtool.models import Claimant
+from runtool.params import RUNTIME_PARAMETERS
 
 FUZZ = settings(max_examples=80, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -49,17 +56,30 @@ def refused(result: Result, code: int = 2) -> str:
     return result.err
 
 
-def submitted_or_refused(home: Path, result: Result, before: tuple,
-                         check: Callable[[Run], bool] = lambda run: True) -> None:
-    """An accepted submission passes `check` and is deleted again; a refused one changed nothing."""
+def submitted_or_refused(home: Path, result: Result, before: tuple, accept: bool | None = None,
+                         check: Callable[[Run], None] | None = None) -> None:
+    """`accept` (the test's own oracle), if given, says whether the submission must be
+    accepted or refused. An accepted one passes `check` (which asserts) and is deleted
+    again; a refused one changed nothing."""
+    if accept is not None:
+        assert (result.code == 0) is accept, (accept, result)
     if result.code == 0:
         with RunQueue(home) as q:
             run = q.get(int(result.out))
-            assert check(run), run
+            if check is not None:
+                check(run)
             q.delete(run.id)
         return
     refused(result)
     assert state(home) == before
+
+
+def parses(function: Callable[[str], Any], text: str) -> Any:
+    """`function(text)`, or None where it refuses the text (InvalidInput)."""
+    try:
+        return function(text)
+    except InvalidInput:
+        return None
 
 
 @pytest.fixture
@@ -205,9 +225,17 @@ def test_fuzz_run_ids(fuzz_home, run_id, command):
 def test_fuzz_durations(fuzz_home, text, option):
     home, job = fuzz_home
     before = state(home)
+    seconds = parses(parse_duration, text)  # the oracle: accepted exactly when this parses
+    began = time.time()
     result = cli(home, "submit", str(job), option, text)
-    submitted_or_refused(home, result, before, lambda run: (
-        (run.not_before if option == "--in" else run.timeout_s or 0.0) is not None))
+
+    def check(run: Run) -> None:
+        if option == "--in":
+            assert began + seconds <= run.not_before <= time.time() + seconds, (text, run.not_before)
+        else:
+            assert run.timeout_s == (seconds or None), (text, run.timeout_s)
+
+    submitted_or_refused(home, result, before, accept=seconds is not None, check=check)
 
 
 @FUZZ
@@ -216,8 +244,10 @@ def test_fuzz_purge_durations(fuzz_home, text):
     home, _ = fuzz_home
     before = state(home)
     result = cli(home, "purge", "--older-than", text)
-    if result.code != 0:
+    if parses(parse_duration, text) is None:
         refused(result)
+    else:
+        assert result == Result(0, "purged 0 run(s)\n", ""), result
     assert state(home) == before  # nothing finished to purge either way
 
 
@@ -227,7 +257,13 @@ def test_fuzz_times(fuzz_home, text):
     home, job = fuzz_home
     before = state(home)
     result = cli(home, "submit", str(job), "--at", text)
-    submitted_or_refused(home, result, before)
+    at = parses(parse_time, text)
+
+    def check(run: Run) -> None:
+        assert run.not_before == at, (text, run.not_before, at)
+
+    # `--at ''` is taken as no --at at all (the command tests `if at`)
+    submitted_or_refused(home, result, before, accept=at is not None or text == "", check=check)
 
 
 @FUZZ
@@ -242,7 +278,8 @@ def test_fuzz_queue_names(fuzz_home, name, where):
     if where == "worker" and valid:
         return  # a valid queue: the worker would wait for work
     result = cli(home, *args)
-    if valid or (where == "list" and result.code == 0):
+    # list filters by any name it can store (no run matches an invalid one); UTF-8 it must be
+    if valid or (where == "list" and utf8(name)):
         assert result.code == 0, result
         with RunQueue(home) as q:
             for run in q.list(queue=name, status="waiting"):
@@ -253,23 +290,67 @@ def test_fuzz_queue_names(fuzz_home, name, where):
     assert state(home) == before
 
 
+def utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(alphabet=st.characters(blacklist_categories=())),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 DECLARED = sorted(name for name in (line.split(" = ")[0] for line in JOB_PARAMETERS.splitlines()))
+#: The declared parameters a submission may give, with the type their default gives them
+#: (run_id and the like are filled in by runtool).
+TYPES = {name: type(ast.literal_eval(default)).__name__
+         for name, default in (line.split(" = ") for line in JOB_PARAMETERS.splitlines())
+         if name not in RUNTIME_PARAMETERS}
+
+
+def papermill_value(name: str, text: str) -> Any:
+    """How papermill's `-p` types TEXT: bool, None, int, float, else text (text for a str parameter)."""
+    if TYPES.get(name) == "str":
+        return text
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def fits(type_name: str, value: Any) -> bool:
+    """Whether a -p value is accepted for a parameter declared with this type (DESIGN 5)."""
+    if type_name == "float":
+        return type(value) in (int, float) and math.isfinite(value)
+    return type(value).__name__ == type_name
 
 
 @FUZZ
 @given(pairs=st.lists(st.tuples(st.one_of(st.sampled_from(DECLARED), NASTY), NASTY), max_size=3))
+@example(pairs=[("flag", "True"), ("n", "3"), ("x", "2"), ("label", "None")])  # accepted, typed
+@example(pairs=[("n", "2.5")])  # refused: a float for an int
+@example(pairs=[("fail", "None"), ("fail", "False")])  # the last one wins
 def test_fuzz_cli_parameters(fuzz_home, pairs):
     home, job = fuzz_home
     before = state(home)
     args = [a for name, value in pairs for a in ("-p", name, value)]
     result = cli(home, "submit", str(job), *args)
-    submitted_or_refused(home, result, before, lambda run: (
-        json.loads(json.dumps(run.parameters, allow_nan=False)) == run.parameters))
+    expected = {name: papermill_value(name, text) for name, text in pairs}  # the last one wins
+    accept = all(utf8(name + text) for name, text in pairs) and all(
+        name in TYPES and fits(TYPES[name], value) for name, value in expected.items())
+
+    def check(run: Run) -> None:
+        assert run.parameters == expected, (pairs, run.parameters)
+        assert json.loads(json.dumps(run.parameters, allow_nan=False)) == run.parameters
+
+    submitted_or_refused(home, result, before, accept=accept, check=check)
 
 
 @FUZZ
@@ -280,9 +361,12 @@ def test_fuzz_structured_parameters(fuzz_home, values, how):
     before = state(home)
     text = json.dumps(values)  # NaN and Infinity as JSON does; YAML reads JSON too
     result = cli(home, "submit", str(job), how, text)
-    submitted_or_refused(home, result, before, lambda run: all(
-        isinstance(v, float) and math.isfinite(v) or not isinstance(v, float)
-        for v in run.parameters.values()))
+
+    def check(run: Run) -> None:
+        assert run.parameters == values and set(values) <= set(TYPES), (values, run.parameters)
+        assert all(math.isfinite(v) for v in run.parameters.values() if isinstance(v, float))
+
+    submitted_or_refused(home, result, before, check=check)
 
 
 @FUZZ
@@ -291,7 +375,12 @@ def test_fuzz_parameter_text(fuzz_home, text, how):
     home, job = fuzz_home
     before = state(home)
     result = cli(home, "submit", str(job), how, text)
-    submitted_or_refused(home, result, before)
+
+    def check(run: Run) -> None:  # the text was a mapping of declared names (or YAML's nothing)
+        loaded = json.loads(text) if how == "--params-json" else yaml.safe_load(text)
+        assert run.parameters == (loaded or {}) and set(run.parameters) <= set(TYPES), (text, run.parameters)
+
+    submitted_or_refused(home, result, before, check=check)
 
 
 @FUZZ
@@ -311,6 +400,7 @@ def test_fuzz_api_parameters(fuzz_home, values):
             assert state(home) == before
             return
         stored = q.get(run.id).parameters
+        assert stored == values and set(stored) <= set(TYPES), (values, stored)
         assert stored == json.loads(json.dumps(stored, allow_nan=False))
         q.delete(run.id)
 
@@ -352,9 +442,16 @@ def test_fuzz_notebook_files(fuzz_home, tmp_path, data, how):
     else:
         path.write_bytes(data.draw(st.binary(max_size=200)))
     result = cli(home, "submit", str(path))
-    submitted_or_refused(home, result, before)
+
+    def check(run: Run) -> None:  # only a version 4 notebook with a kernel is accepted
+        doc = json.loads(path.read_bytes())
+        assert doc["nbformat"] == 4 and isinstance(doc["cells"], list), doc
+        assert (run.kind, run.kernel, run.parameters) == ("fuzzed", doc["metadata"]["kernelspec"]["name"], {})
+
+    submitted_or_refused(home, result, before, check=check)
 
 
+KNOWN_KEYS = {"retries", "retry_base_delay", "poll", "timeout", "queues", "users", "roles", "retention"}
 TOML_KEYS = ["retries", "retry_base_delay", "poll", "timeout", "queues", "users", "roles", "retention",
              "bogus", "Retries", ""]
 
@@ -392,6 +489,10 @@ def test_fuzz_config_values(fuzz_home, table):
         result = cli(home, "list")
     finally:
         (home / "runtool.toml").unlink()
+    unknown = set(table) - KNOWN_KEYS
+    retries = table.get("retries", 0)
+    if unknown or type(retries) is not int or not 0 <= retries <= 100:
+        assert result.code == 2, (table, result)  # an unknown key or a bad value: always refused
     if result.code != 0:
         assert str(home / "runtool.toml") in refused(result)
     assert state(home) == before
@@ -413,7 +514,8 @@ def test_fuzz_config_text(fuzz_home, text):
         result = cli(home, "submit", str(home.parent / "job.ipynb"))
     finally:
         (home / "runtool.toml").unlink()
-    if result.code == 0:
+    if result.code == 0:  # valid TOML of known keys only
+        assert set(tomllib.loads(text)) <= KNOWN_KEYS, text
         with RunQueue(home) as q:
             q.delete(int(result.out))
         return
