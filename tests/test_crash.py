@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import psutil
@@ -112,16 +111,18 @@ def test_first_sigterm_finishes_the_run_then_stops(home, long_nb, tmp_path):
     assert [m["run_id"] for m in markers(marker)] == [run.id]
 
 
-def test_second_sigterm_ends_the_run_and_requeues_it(home, long_nb):
+def test_second_sigterm_ends_the_run_and_requeues_it(home, long_nb, tmp_path):
     q = RunQueue(home)
     run = q.submit(long_nb)
-    worker = spawn(home, "worker")
+    log = tmp_path / "worker.log"
+    worker = spawn(home, "worker", log=log)
     started = wait_for(lambda: kernel_started(q, run.id))
     grandchild = int((Path(started.run_dir) / "grandchild.pid").read_text())
     worker.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    # two signals before the handler runs would count as one: send the second once it has
+    wait_for(lambda: "SIGTERM: finishing the current run" in log.read_text(), timeout=30)
     worker.send_signal(signal.SIGTERM)
-    worker.communicate(timeout=60)
+    worker.wait(timeout=60)
     assert worker.returncode == 1
     requeued = q.get(run.id, history=True)
     assert (requeued.status, requeued.attempt) == (Status.WAITING, 0)

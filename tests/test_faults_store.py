@@ -172,7 +172,7 @@ def test_full_disk_refuses_clearly_and_resumes(small_disk, job):
     filler = fill(small_disk)
     for args in (("submit", str(job)), ("list",)):
         result = runtool(home, *args)
-        if result.code != 0:
+        if result.code != 0 or args[0] == "submit":  # a read may find room; a write may not
             assert result.code == 1
             assert "no space left" in one_line(result.err), result.err
     filler.unlink()
