@@ -312,17 +312,10 @@ TYPES = {name: type(ast.literal_eval(default)).__name__
 
 
 def papermill_value(name: str, text: str) -> Any:
-    """How papermill's `-p` types TEXT: bool, None, int, float, else text (text for a str parameter)."""
-    if TYPES.get(name) == "str":
-        return text
-    if text in ("True", "False", "None"):
-        return {"True": True, "False": False, "None": None}[text]
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    """The value `papermill -p NAME TEXT` passes (its own inference), kept as text for a str parameter."""
+    from papermill.cli import _resolve_type
+
+    return text if TYPES.get(name) == "str" else _resolve_type(text)
 
 
 def fits(type_name: str, value: Any) -> bool:
