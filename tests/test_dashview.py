@@ -21,7 +21,7 @@ def make_run(**fields) -> Run:
         id=7, notebook="/nb/detection.ipynb", kind="detection", queue="default", priority=0,
         status=Status.WAITING, parameters={"threshold": 0.5}, tags={}, attempt=0, max_attempts=4,
         timeout_s=None, kernel="python3", output_copy=None, created_at=NOW - 600, not_before=None,
-        started_at=None, finished_at=None, heartbeat_at=None, after=None, after_on=None, ready=True,
+        started_at=None, finished_at=None, heartbeat_at=None, after=[], after_on=None, ready=True,
         submitted_by="alice", worker=None, worker_pid=None, worker_ctime=None, runner_pid=None,
         runner_ctime=None, kernel_pid=None, kernel_ctime=None, progress_done=None, progress_total=None,
         error=None, run_dir="/home/runs/7",
@@ -40,7 +40,7 @@ FAILED = make_run(status=Status.FAILED, attempt=4, started_at=NOW - 300, finishe
 LABELS = {  # what a waiting run reads as, by its fields
     "waiting": make_run(),
     "scheduled": make_run(not_before=NOW + 60),
-    "awaiting": make_run(ready=False, after=3, after_on="success"),
+    "awaiting": make_run(ready=False, after=[3], after_on="success"),
     "retrying": make_run(attempt=1, not_before=NOW + 60, error={"type": "ValueError", "message": "x"}),
     "processing": make_run(status=Status.PROCESSING, attempt=1, started_at=NOW - 75, progress_done=2,
                            progress_total=5),
@@ -144,8 +144,9 @@ def test_pager_text(offset, shown, total, text):
 
 def test_detail_html():
     assert text_of(dashview.title_html(FAILED, NOW, {})) == "Run 7 · detection failed"
-    info = text_of(dashview.info_html(make_run(after=3, after_on="finish", timeout_s=90.0, tags={"t": "v"})))
-    assert "after run 3 (on finish)" in info and "attempt 0 of 4 · timeout 1m30s" in info
+    info = text_of(dashview.info_html(make_run(after=[3], after_on="finish", timeout_s=90.0, tags={"t": "v"})))
+    assert "after run 3 (on finish)" in info
+    assert "after runs 3, 4 (on success)" in text_of(dashview.info_html(make_run(after=[3, 4], after_on="success"))) and "attempt 0 of 4 · timeout 1m30s" in info
     assert 'tags {"t": "v"}' in info and 'parameters {"threshold": 0.5}' in info
     assert "tags none" in text_of(dashview.info_html(make_run()))
     error = dashview.error_html(FAILED.error)
@@ -213,7 +214,7 @@ def test_table():
 def test_details(tmp_path):
     (tmp_path / "output.ipynb").write_text("{}")
     run = make_run(status=Status.FAILED, run_dir=str(tmp_path), error=FAILED.error, tags={"k": "v"},
-                   after=3, after_on="success", attempt=2, timeout_s=60.0,
+                   after=[3], after_on="success", attempt=2, timeout_s=60.0,
                    history=[{"at": "2027-01-15T07:50:00+00:00", "status": "waiting", "by": "alice", "reason": ""}])
     text = fmt.details(run, NOW, {})
     assert text.splitlines()[0] == "run 7: failed"
