@@ -30,10 +30,11 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks/training.ipynb notebooks/detection.ipynb
 
-# The suite without the tests that start kernels, workers, Voila or a browser, for quick
-# edits: seconds. The kernel watch fails it if a test in it starts a kernel anyway.
+# The suite without the tests that start kernels, workers, Voila or a browser, and with 20
+# instead of 80 examples per fuzz test, for quick edits: seconds. The kernel watch fails it
+# if a test in it starts a kernel anyway.
 test-fast: $(STAMP)
-	RUNTOOL_TEST_NO_KERNEL=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser and not kernel" tests
+	RUNTOOL_TEST_NO_KERNEL=1 RUNTOOL_FUZZ_EXAMPLES=20 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser and not kernel" tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

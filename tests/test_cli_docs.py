@@ -97,9 +97,10 @@ def test_version_and_group_help_from_a_real_process():
 
 # -- --home before or after the command ---------------------------------------------------
 
-@pytest.fixture
-def two_homes(tmp_path):
-    """Home `a` holds one waiting run, home `b` none."""
+@pytest.fixture(scope="module")
+def two_homes(tmp_path_factory):
+    """Home `a` holds one waiting run, home `b` none (the tests only read them)."""
+    tmp_path = tmp_path_factory.mktemp("homes")
     job = notebook(tmp_path / "job.ipynb")
     a, b = tmp_path / "a", tmp_path / "b"
     assert run("--home", str(a), "submit", str(job)).out == "1\n"

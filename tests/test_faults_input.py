@@ -34,7 +34,8 @@ from runtool.errors import InvalidInput, RuntoolError
 from runtool.models import Claimant
 from runtool.params import RUNTIME_PARAMETERS
 
-FUZZ = settings(max_examples=80, deadline=None,
+#: Examples per fuzz test: 80 in `make test`; `make test-fast` asks for fewer (RUNTOOL_FUZZ_EXAMPLES).
+FUZZ = settings(max_examples=int(os.environ.get("RUNTOOL_FUZZ_EXAMPLES", "80")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 #: Text as a hostile user types it: any code point, lone surrogates (undecodable argv
 #: bytes arrive as those), control characters, and the usual suspects.
