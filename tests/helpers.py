@@ -168,7 +168,15 @@ LONG_BODY = [
 
 
 def kernel_started(q: Any, run_id: int):
-    """The run, once its kernel is up and the long notebook's grandchild is recorded; else None."""
+    """The run of the long notebook once its kernel is up, its grandchild recorded and its
+    output notebook says the sleep cell (the 4th of 5) is running; else None."""
     run = q.get(run_id)
-    grandchild = Path(run.run_dir) / "grandchild.pid"
-    return run if run.kernel_pid and grandchild.exists() and grandchild.read_text() else None
+    folder = Path(run.run_dir)
+    grandchild = folder / "grandchild.pid"
+    if not (run.kernel_pid and grandchild.exists() and grandchild.read_text()):
+        return None
+    try:  # papermill rewrites it as cells start and end: it may be caught half written
+        cells = json.loads((folder / "output.ipynb").read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return run if cells[3]["metadata"].get("papermill", {}).get("status") == "running" else None
