@@ -51,6 +51,8 @@ class Settings:
     """Custom role name -> permissions."""
     retention: dict[str, float] = field(default_factory=dict)
     """Finished status -> seconds after which the worker purges such runs (off when empty)."""
+    prestart: bool = True
+    """Keep one kernel started ahead for the next run (about 50 MB while it waits)."""
 
 
 def check_queue_name(name: str) -> str:
@@ -126,6 +128,10 @@ def _settings_from(data: dict[str, Any], path: str) -> Settings:
             values[key] = _roles(path, value)
         elif key == "retention":
             values[key] = _retention(path, value)
+        elif key == "prestart":
+            if not isinstance(value, bool):
+                raise ConfigError(path, key, "expected true or false")
+            values[key] = value
         else:
             raise ConfigError(path, key, "unknown setting")
     settings = Settings(**values)

@@ -28,6 +28,16 @@ def run_token(run_dir: str, started_at: float | None) -> str:
     return f"{run_dir}#{started_at!r}"
 
 
+def ahead_token(runs_dir: str, worker: str, count: int) -> str:
+    """The token of a kernel started ahead while its run is unknown (`worker`'s `count`-th).
+
+    Once the run is claimed, the attempt's token is set in that kernel before any cell runs,
+    so all the run's processes carry it; the kernel itself is found by its recorded pid. Under
+    the runs folder, so a leftover one is found like any run's process.
+    """
+    return f"{runs_dir}{os.sep}ahead#{worker}#{count}"
+
+
 def die_with_parent() -> None:
     """In a freshly forked child: be killed when the parent dies (Linux prctl)."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from .errors import RunNotFound, StoreUnavailable
 from .faults import crash_point as _crash_point
 from .models import Change, Claimant, ErrorRecord, Run, Status
 from .params import RUNTIME_PARAMETERS, read_notebook
-from .processes import end_run, run_token
+from .processes import ahead_token, alive, end_run, run_token
 
 if TYPE_CHECKING:
     from . import runner
@@ -68,6 +69,10 @@ class Worker:
         self.executed = 0
         self.started = time.monotonic()
         self._last_retention = 0.0
+        self.prestart = q.settings.prestart
+        self._ahead: runner.Child | None = None
+        """A runner forked ahead with a kernel for the next run (warm start)."""
+        self._aheads = 0
 
     # -- signals ------------------------------------------------------------------
 
@@ -103,19 +108,22 @@ class Worker:
         self.warm_up()
         reconciled = False
         log.info("worker %s serving %s", self.name, ", ".join(self.queues) or "all queues")
-        while not self.stopping and not self._limits_reached():
-            try:  # a long-lived worker waits out an unavailable store instead of dying
-                if not reconciled:
-                    self._reconcile()
-                    reconciled = True
-                self._apply_retention()
-                if self._execute_next() is None:
-                    self._sleep_until_work()
-            except StoreUnavailable as exc:
-                log.info("%s; trying again in %g s", exc, STORE_RETRY_S)
-                self._pause(STORE_RETRY_S, signals=1)
-            if self.signals > 1:
-                return 1
+        try:
+            while not self.stopping and not self._limits_reached():
+                try:  # a long-lived worker waits out an unavailable store instead of dying
+                    if not reconciled:
+                        self._reconcile()
+                        reconciled = True
+                    self._apply_retention()
+                    if self._execute_next() is None:
+                        self._sleep_until_work()
+                except StoreUnavailable as exc:
+                    log.info("%s; trying again in %g s", exc, STORE_RETRY_S)
+                    self._pause(STORE_RETRY_S, signals=1)
+                if self.signals > 1:
+                    return 1
+        finally:
+            self._discard_ahead()
         log.info("worker %s stopped after %d run(s)", self.name, self.executed)
         return 0
 
@@ -136,6 +144,7 @@ class Worker:
                 if self.signals > 1:
                     return 1, "stopped by a second signal"
         finally:
+            self._discard_ahead()
             self.q.lock.release()
         return 0, f"executed {self.executed} run(s)"
 
@@ -157,6 +166,7 @@ class Worker:
         # monotonic from here: the store's clock only says how far off the next due run is
         until = time.monotonic() + (self.poll if due is None else min(self.poll, due - now))
         marker = self.q.store.change_marker()
+        self._check_ahead()
         while not self.stopping and time.monotonic() < until:
             time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.monotonic())))
             if self.q.store.change_marker() != marker:
@@ -191,14 +201,16 @@ class Worker:
         began = time.monotonic()
         try:
             parameters = self._parameters(run)
+            key = self._kernel_key(run)
         except Exception as exc:  # the notebook vanished or changed since submit
             error = runner.error_from(exc)
             self._until_recorded(run, lambda: self._fail(run, error, f"could not start: {error['message']}"))
             log.info("run %d: could not start: %s", run.id, error["message"])
             return
-        child = runner.start(run, parameters, run.kernel)
+        child = self._start(run, parameters, key)
         self._best_effort(run, lambda: self.q.store.record_processes(
-            run.id, run.attempt, (child.pid, child.ctime), None))
+            run.id, run.attempt, (child.pid, child.ctime), child.kernel))
+        self._start_ahead(key)  # the next run's kernel starts while this one executes
         verdict, status = self._watch(run, child)
         child.read_reports()
         child.close()
@@ -218,6 +230,85 @@ class Worker:
             if name in declared and name in runtime:
                 values[name] = runtime[name]
         return values
+
+    def _kernel_key(self, run: Run) -> runner.KernelKey | None:
+        """The kernel name and folder `run` executes in (None: papermill will say what is wrong)."""
+        from . import runner
+
+        kernel = run.kernel or read_notebook(run.notebook).kernel
+        return runner.KernelKey(kernel, str(Path(run.notebook).parent)) if kernel else None
+
+    # -- warm start ---------------------------------------------------------------
+
+    def _start(self, run: Run, parameters: dict[str, Any], key: runner.KernelKey | None) -> runner.Child:
+        """A runner executing `run`: the one started ahead if its kernel fits, else a new one."""
+        from . import runner
+
+        if not self.prestart or key is None:
+            return runner.start(run, parameters, run.kernel)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.key == key and self._usable(ahead) and runner.assign(ahead, run, parameters):
+            return ahead
+        if ahead is not None:
+            self._discard(ahead)
+        child = runner.start_ahead(key, run_token(run.run_dir, run.started_at), self._forget_lock)
+        if not runner.assign(child, run, parameters):
+            log.info("run %d: its runner died at once", run.id)  # _watch reports how
+        return child
+
+    def _start_ahead(self, key: runner.KernelKey | None) -> None:
+        """Fork a runner whose kernel starts now for the next run, guessed to be like this one."""
+        from . import runner
+
+        last = self.limits.max_runs is not None and self.executed + 1 >= self.limits.max_runs
+        if not self.prestart or key is None or self.stopping or last or self._ahead is not None:
+            return
+        self._aheads += 1
+        token = ahead_token(str(self.q.runs_dir), self.name, self._aheads)
+        self._ahead = runner.start_ahead(key, token, self._forget_lock)
+
+    def _forget_lock(self) -> None:
+        """In a runner started ahead: close its copy of the executor lock, which the worker keeps
+        (flock: the lock stays held until every copy is closed, so an idle runner would hold it)."""
+        self.q.lock.release()
+
+    def _usable(self, ahead: runner.Child) -> bool:
+        """The runner started ahead and its kernel still live (reaped if the runner is gone)."""
+        ahead.read_reports()
+        try:
+            if os.waitpid(ahead.pid, os.WNOHANG)[0]:
+                ahead.pid = 0
+                return False
+        except ChildProcessError:
+            ahead.pid = 0
+            return False
+        return ahead.kernel is None or alive(*ahead.kernel)
+
+    def _check_ahead(self) -> None:
+        """While idle: replace a kernel started ahead that died, without failing any run."""
+        ahead = self._ahead
+        if ahead is not None and not self._usable(ahead):
+            log.info("the kernel started ahead is gone; starting another")
+            self._discard_ahead()
+            self._start_ahead(ahead.key)
+
+    def _discard_ahead(self) -> None:
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            self._discard(ahead)
+
+    def _discard(self, ahead: runner.Child) -> None:
+        """End a runner started ahead that will serve no run, and its kernel."""
+        ahead.close()  # end of its hand-over pipe: it kills its kernel, cleans up and exits
+        deadline = time.monotonic() + 2.0
+        while ahead.pid and time.monotonic() < deadline:
+            try:
+                if os.waitpid(ahead.pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                break
+            time.sleep(0.005)
+        end_run(ahead.token or "", [(ahead.pid or None, ahead.ctime), ahead.kernel or (None, None)], grace=1.0)
 
     def _watch(self, run: Run, child: runner.Child) -> tuple[str, int | None]:
         """Wait for the runner to end; returns the verdict and its exit code.
