@@ -251,6 +251,66 @@ store at least every `poll` (1 s).
 """
 
 
+def section_warm(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "## 7. Warm start\n\nNot run.\n"
+    t, i = d["throughput"], d["idle"]
+    on, off, warm = "runtool drain (prestart, default)", "runtool drain (prestart = false)", "warm papermill loop"
+    rows = []
+    for name in (on, off, warm):
+        st = t["stalls"][name]
+        rows.append([name, f"{t['per_run_median'][name]:.3f} s", f"**{t['ratio_vs_warm'][name]:.2f}x**",
+                     " ".join(f"{r['per_run']:.3f}" for r in t["results"][name]),
+                     f"{t['run_duration_median'][name]:.3f} s", f"{st['median']:.3f} s",
+                     f"{st['max']:.2f} s ({st['max/median']:.2f}x)", str(st["over 2 s"])])
+    lat_rows = []
+    for name, label in (("prestart", "prestart (default)"), ("prestart = false", "prestart = false")):
+        a, b = i["latency"][name]["submit_to_succeeded"], i["latency"][name]["pick_up"]
+        lat_rows.append([label, _ms(a["median"], 0), _ms(a["p95"], 0), f"{_ms(a['min'], 0)} / {_ms(a['max'], 0)}",
+                         _ms(b["median"], 0)])
+    idle_rows = []
+    for name, label in (("prestart", "prestart (default)"), ("prestart = false", "prestart = false")):
+        cpu, mem = i["idle_cpu"][name], i["memory"][name]
+        idle_rows.append([label, f"{cpu['percent_of_core']:.2f}% ({cpu['cpu_s']:.3f} s over {cpu['window_s']:.0f} s)",
+                          "; ".join(f"{k} {m['rss']:.0f} / {m['uss']:.0f}" for k, m in sorted(mem.items())),
+                          f"{sum(m['uss'] for m in mem.values()):.0f}"])
+    tg = d["targets"]
+    return f"""## 7. Warm start (kernel started ahead)
+
+The worker keeps one runner forked ahead with its kernel started for the next run (same kernel
+name and folder as the last run), so a claimed run executes at once; the kernel of a finished
+run is killed once its output is written instead of being asked to shut down (no 2.5 s
+shutdown stall). `prestart = false` in `runtool.toml` is the path from before. Both settings
+and the warm papermill loop run side by side in `benchmarks/bench_warm.py`, interleaved.
+
+Throughput: {t['count']} trivial notebooks per round, {t['rounds']} rounds; `runtool drain` timed as a command from
+its start to its exit (interpreter start and imports included). "Between finishes": the time
+from one run's finish to the next's in a drain (all a run costs there; for the warm loop, one
+`execute_notebook`), over all rounds ({t["stalls"][on]["n"]} intervals).
+
+{_table(["method", "per run (median)", "vs warm loop", "per run, each round (s)", "one run, claim -> recorded (median)", "between finishes: median", "slowest", "over 2 s"], rows)}
+
+Targets: drain at most 0.6x the warm loop per run: {t['ratio_vs_warm'][on]:.2f}x,
+{_ok(tg['drain at most 0.6x the warm loop'])}; slowest run under 2x the median:
+{t['stalls'][on]['max/median']:.2f}x, {_ok(tg['slowest run under 2x the median'])}.
+
+Idle worker: {i['count']} submissions of the trivial notebook to each of two idle workers (one per
+setting, alternating, each 0.3-1.0 s after the previous run finished); submit -> succeeded =
+`finished_at - created_at`, pick-up = `started_at - created_at`.
+
+{_table(["setting", "submit -> succeeded: median", "p95", "min / max", "pick-up: median"], lat_rows)}
+
+Target: median under 0.3 s with warm start: {_ok(tg['idle submit -> succeeded median under 0.3 s'])}.
+
+Idle cost: CPU of the worker and everything it started while nothing runs; memory RSS / USS in
+MB (the runner started ahead is forked from the worker, so its RSS is mostly shared pages).
+
+{_table(["setting", "idle CPU, % of one core", "memory, RSS / USS MB", "USS total MB"], idle_rows)}
+
+Target: idle CPU under 1% of a core with the kernel waiting: {_ok(tg['idle CPU under 1% of a core'])}.
+"""
+
+
 def section_memory(d: dict[str, Any] | None, img: Path) -> str:
     if not d:
         return "## 5. Memory\n\nNot run.\n"
@@ -436,9 +496,10 @@ machine; CPU time per operation is the steadier figure.
 def build(out: Path, img: Path, meta: dict[str, Any] | None) -> Path:
     img.mkdir(parents=True, exist_ok=True)
     t, w, s, sc = (common.load(n) for n in ("throughput", "worker", "store", "scale"))
+    wm = common.load("warm")
     env = next((x["environment"] for x in (t, w, s, sc) if x), common.environment())
     commits = {name: x["environment"]["commit"] for name, x in
-               (("throughput", t), ("worker", w), ("store", s), ("scale", sc)) if x}
+               (("throughput", t), ("worker", w), ("store", s), ("scale", sc), ("warm", wm)) if x}
     if len(set(commits.values())) > 1:  # the core moved while the suite ran
         env = dict(env, commit=", ".join(f"{c} ({name})" for name, c in commits.items()))
     targets = []
@@ -448,6 +509,13 @@ def build(out: Path, img: Path, meta: dict[str, Any] | None) -> Path:
     if w:
         targets += [["2", "pick-up latency median under 0.5 s", _ms(w["latency"]["median"], 0) + f" (p95 {_ms(w['latency']['p95'], 0)})", _ok(w["targets"]["median pick-up under 0.5 s"])],
                     ["2", "idle worker CPU under 1% of one core", f"{w['idle_cpu']['percent_of_core']:.2f}%", _ok(w["targets"]["idle CPU under 1% of a core"])]]
+    if wm:
+        on, ti = "runtool drain (prestart, default)", wm["idle"]
+        tg = wm["targets"]
+        targets += [["7", "warm start: drain per run at most 0.6x the warm loop", f"{wm['throughput']['ratio_vs_warm'][on]:.2f}x (prestart = false: {wm['throughput']['ratio_vs_warm']['runtool drain (prestart = false)']:.2f}x)", _ok(tg["drain at most 0.6x the warm loop"])],
+                    ["7", "warm start: idle submit -> succeeded median under 0.3 s", f"{_ms(ti['latency']['prestart']['submit_to_succeeded']['median'], 0)} (prestart = false: {_ms(ti['latency']['prestart = false']['submit_to_succeeded']['median'], 0)})", _ok(tg["idle submit -> succeeded median under 0.3 s"])],
+                    ["7", "warm start: slowest run under 2x the median", f"{wm['throughput']['stalls'][on]['max/median']:.2f}x over {wm['throughput']['stalls'][on]['n']} runs", _ok(tg["slowest run under 2x the median"])],
+                    ["7", "warm start: idle CPU (worker + kernel waiting) under 1%", f"{ti['idle_cpu']['prestart']['percent_of_core']:.2f}%", _ok(tg["idle CPU under 1% of a core"])]]
     if s:
         best = s["fastest_clean_peer"]
         targets += [["3", "runtool: no run claimed twice or lost (4 processes)", f"{sum(r['claimed_twice'] + r['lost'] for r in s['compete']['runtool'])} over {s['rounds']} rounds", _ok(s["targets"]["runtool: none lost or claimed twice"])],
@@ -500,6 +568,7 @@ test suite: these numbers are noisy, the ratios less so.
 {section_scale(sc)}
 {section_memory(w, img)}
 {section_million(common.load("million"))}
+{section_warm(wm)}
 {analysis}
 """
     out.parent.mkdir(parents=True, exist_ok=True)

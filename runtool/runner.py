@@ -28,6 +28,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 import papermill  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from jupyter_core.utils import run_sync  # noqa: E402
+from nbclient.util import run_hook  # noqa: E402
 from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from traitlets import default  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
@@ -43,6 +44,9 @@ _report_fd: int | None = None
 #: The attempt's token, set in a kernel started ahead (under a token of its own) before any
 #: cell runs, so that every process the notebook starts carries it.
 _adopted_token: str | None = None
+#: A client of the kernel started ahead, connected while it waited: nbclient's own connection
+#: costs ~0.2 s (wait_for_ready waits that long for IOPub to fall quiet).
+_ready_client: Any = None
 #: nbclient's default for the kernels it starts: IPython history in memory, not in a file.
 _KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
@@ -106,7 +110,14 @@ class _RunClient(PapermillNotebookClient):
     """papermill's client; in a kernel started ahead it first sets the attempt's token."""
 
     async def async_start_new_kernel_client(self) -> Any:
-        kc = await super().async_start_new_kernel_client()
+        global _ready_client
+        if _ready_client is None:
+            kc = await super().async_start_new_kernel_client()
+        else:  # what nbclient does, with a client already connected and ready
+            kc, _ready_client = _ready_client, None
+            self.kc = kc
+            kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
         if _adopted_token is not None:
             code = f"import os as _rt_os; _rt_os.environ[{TOKEN_VAR!r}] = {_adopted_token!r}; del _rt_os"
             await self.async_wait_for_reply(kc.execute(code, silent=True, store_history=False))
@@ -402,6 +413,18 @@ def _start_kernel(key: KernelKey) -> AsyncKernelManager:
     return km
 
 
+async def _connect(km: AsyncKernelManager) -> Any:
+    """A client of `km`'s kernel, once the kernel answers (as nbclient would connect it)."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+    except BaseException:
+        kc.stop_channels()
+        raise
+    return kc
+
+
 def _end_kernel(km: AsyncKernelManager | None) -> None:
     """Kill a kernel that served its run (never reused): no shutdown request to wait on."""
     process = getattr(km.provisioner, "process", None) if km is not None else None
@@ -424,17 +447,19 @@ def _read_assignment(fd: int) -> dict[str, Any] | None:
 
 
 def _ahead_main(key: KernelKey, token: str, report_fd: int, assign_fd: int, parent: int) -> int:
-    global _report_fd, _adopted_token
+    global _report_fd, _adopted_token, _ready_client
     if not _detach(parent):
         return 70
     _report_fd = report_fd
     os.environ[TOKEN_VAR] = token
     pumps = _pipe_output()
-    km: AsyncKernelManager | None
+    km: AsyncKernelManager | None = None
     try:
         km = _start_kernel(key)
+        ready = run_sync(_connect)(km)
     except Exception:  # retried once the run is known, where the error is reported
-        km = None
+        _end_kernel(km)
+        km = ready = None
     message = _read_assignment(assign_fd)
     if message is None:  # discarded by the worker
         _end_kernel(km)
@@ -451,7 +476,9 @@ def _ahead_main(key: KernelKey, token: str, report_fd: int, assign_fd: int, pare
         if km is None:
             km = _start_kernel(key)
         else:
-            _adopted_token = os.environ[TOKEN_VAR]
+            _ready_client = ready
+            if token != os.environ[TOKEN_VAR]:
+                _adopted_token = os.environ[TOKEN_VAR]
     except Exception as exc:
         _report({"error": error_from(exc)})
         traceback.print_exc()
