@@ -408,9 +408,20 @@ def _pipe_output() -> list[_Pump]:
 
 
 def _start_kernel(key: KernelKey) -> AsyncKernelManager:
-    km = _RunKernelManager(kernel_name=key.kernel)
+    global _waiting_km
+    km = _waiting_km = _RunKernelManager(kernel_name=key.kernel)
     run_sync(km.start_kernel)(cwd=key.cwd, extra_arguments=list(_KERNEL_ARGS))
     return km
+
+
+_waiting_km: AsyncKernelManager | None = None
+
+
+def _on_discard(signum: int, frame: Any) -> None:
+    """SIGTERM from the worker before any run was handed over: end the kernel, even one still
+    starting, and its connection file, then exit (a plain kill would leave the file behind)."""
+    _end_kernel(_waiting_km)
+    os._exit(0)
 
 
 async def _connect(km: AsyncKernelManager) -> Any:
@@ -427,14 +438,15 @@ async def _connect(km: AsyncKernelManager) -> Any:
 
 def _end_kernel(km: AsyncKernelManager | None) -> None:
     """Kill a kernel that served its run (never reused): no shutdown request to wait on."""
-    process = getattr(km.provisioner, "process", None) if km is not None else None
-    if km is None or process is None:
+    if km is None:
         return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is its pid
-    except OSError:
-        process.kill()
-    process.wait()
+    process = getattr(km.provisioner, "process", None)
+    if process is not None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is its pid
+        except OSError:
+            process.kill()
+        process.wait()
     km.cleanup_connection_file()
 
 
@@ -452,6 +464,7 @@ def _ahead_main(key: KernelKey, token: str, report_fd: int, assign_fd: int, pare
         return 70
     _report_fd = report_fd
     os.environ[TOKEN_VAR] = token
+    signal.signal(signal.SIGTERM, _on_discard)
     pumps = _pipe_output()
     km: AsyncKernelManager | None = None
     try:
@@ -464,6 +477,7 @@ def _ahead_main(key: KernelKey, token: str, report_fd: int, assign_fd: int, pare
     if message is None:  # discarded by the worker
         _end_kernel(km)
         return 0
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # from now on ended like any runner
     run_dir = Path(message["run_dir"])
     os.environ[TOKEN_VAR] = run_token(message["run_dir"], message["started_at"])
     _open_logs(run_dir)  # also closes this runner's ends of the pipes: EOF once the kernel is gone

@@ -299,7 +299,12 @@ class Worker:
 
     def _discard(self, ahead: runner.Child) -> None:
         """End a runner started ahead that will serve no run, and its kernel."""
-        ahead.close()  # end of its hand-over pipe: it kills its kernel, cleans up and exits
+        ahead.close()
+        if ahead.pid:
+            try:  # it ends its kernel, even one still starting, and exits
+                os.kill(ahead.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + 2.0
         while ahead.pid and time.monotonic() < deadline:
             try:
@@ -307,7 +312,7 @@ class Worker:
                     return
             except ChildProcessError:
                 break
-            time.sleep(0.005)
+            time.sleep(0.002)
         end_run(ahead.token or "", [(ahead.pid or None, ahead.ctime), ahead.kernel or (None, None)], grace=1.0)
 
     def _watch(self, run: Run, child: runner.Child) -> tuple[str, int | None]:
