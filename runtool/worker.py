@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from . import runner
 
 log = logging.getLogger("runtool.worker")
+#: How the watch of a runner ended: it exited by itself, or the worker ended it because of the
+#: run's timeout, a second signal to the worker, or a cancel from elsewhere.
+Verdict = Literal["exited", "timeout", "stopped", "cancelled"]
 HEARTBEAT_S = 5.0
 #: How often an idle worker checks whether another process committed (a submission).
 WAKE_CHECK_S = 0.1
@@ -315,14 +318,12 @@ class Worker:
             time.sleep(0.002)
         end_run(ahead.token or "", [(ahead.pid or None, ahead.ctime), ahead.kernel or (None, None)], grace=1.0)
 
-    def _watch(self, run: Run, child: runner.Child) -> tuple[str, int | None]:
+    def _watch(self, run: Run, child: runner.Child) -> tuple[Verdict, int | None]:
         """Wait for the runner to end; returns the verdict and its exit code.
-
-        The verdict is 'exited', 'timeout', 'stopped' (second signal) or 'cancelled'.
         """
         deadline = time.monotonic() + run.timeout_s if run.timeout_s else None
         next_beat = time.monotonic() + HEARTBEAT_S
-        verdict = "exited"
+        verdict: Verdict = "exited"
         while True:
             try:
                 pid, status = os.waitpid(child.pid, os.WNOHANG)
@@ -398,7 +399,7 @@ class Worker:
     def _fail(self, run: Run, error: ErrorRecord, reason: str) -> Run | None:
         return outcomes.fail_attempt(self.q.store, run, error, self.name, reason, self.q.settings.retry_base_delay)
 
-    def _record(self, run: Run, child: runner.Child, status: int | None, verdict: str, elapsed: float) -> None:
+    def _record(self, run: Run, child: runner.Child, status: int | None, verdict: Verdict, elapsed: float) -> None:
         q, by = self.q, self.name
         if verdict == "stopped":
             back = Change(Status.WAITING, by, "worker stopped by a second signal; attempt not counted",
