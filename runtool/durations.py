@@ -47,8 +47,8 @@ def parse_time(text: str) -> float:
         if moment.tzinfo is None:
             moment = moment.astimezone()
         return check_time(moment.timestamp(), "time")
-    except (OverflowError, ValueError, OSError):  # e.g. year 1 in a zone east of UTC
-        raise InvalidInput(f"bad time {text!r}: out of range") from None
+    except (OverflowError, ValueError, OSError, InvalidInput):  # e.g. year 1 in a zone east of UTC
+        raise InvalidInput(f"bad time {text!r}: out of range (years 1 to 9999)") from None
 
 
 def check_time(value: object, what: str = "time") -> float:

@@ -85,8 +85,6 @@ def test_times_out_of_range(text):
         parse_time(text)
 
 
-@pytest.mark.xfail(strict=True, reason="durations.parse_time names the epoch seconds, not the text typed "
-                                       "(check_time's InvalidInput passes through); DESIGN 4: errors name the input")
 @pytest.mark.parametrize("text", OUT_OF_RANGE)
 def test_times_out_of_range_name_the_text_typed(text):
     with pytest.raises(InvalidInput) as refused:
