@@ -29,6 +29,14 @@ STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 LOG_FILES = (STDOUT_FILE, STDERR_FILE)
 ERROR_FILE = "error.txt"
+#: Numbers a notebook records for its run (top-level numeric values become `metrics`).
+METRICS_FILE = "metrics.json"
+#: What the `on_finish` hook printed, and how it ended.
+HOOK_LOG_FILE = "hook.log"
+#: Error types a retry cannot cure: the code or the environment must change first.
+NO_RETRY = ("SyntaxError", "IndentationError", "NameError", "ImportError", "ModuleNotFoundError",
+            "UsageError")
+_ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
 #: The example notebooks (training, detection, dashboard) beside the package.
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -53,6 +61,12 @@ class Settings:
     """Finished status -> seconds after which the worker purges such runs (off when empty)."""
     prestart: bool = True
     """Keep one kernel started ahead for the next run (about 50 MB while it waits)."""
+    no_retry: tuple[str, ...] = NO_RETRY
+    """Error types that fail a run at once instead of retrying it."""
+    on_finish: str | None = None
+    """Shell command run once per finished run ([hooks] on_finish); None: none."""
+    hook_timeout: float = 60.0
+    """Seconds the on_finish hook may take before it is ended ([hooks] timeout)."""
 
 
 def check_queue_name(name: str) -> str:
@@ -132,6 +146,13 @@ def _settings_from(data: dict[str, Any], path: str) -> Settings:
             if not isinstance(value, bool):
                 raise ConfigError(path, key, "expected true or false")
             values[key] = value
+        elif key == "no_retry":
+            if not isinstance(value, list) or not all(isinstance(v, str) and _ERROR_TYPE.fullmatch(v)
+                                                      for v in value):
+                raise ConfigError(path, key, "expected a list of error type names such as \"NameError\"")
+            values[key] = tuple(value)
+        elif key == "hooks":
+            values.update(_hooks(path, value))
         else:
             raise ConfigError(path, key, "unknown setting")
     settings = Settings(**values)
@@ -177,4 +198,22 @@ def _retention(path: str, value: Any) -> dict[str, float]:
         if status not in ("succeeded", "failed", "cancelled"):
             raise ConfigError(path, f"retention.{status}", "expected succeeded, failed or cancelled")
         result[status] = _duration(path, f"retention.{status}", age)
+    return result
+
+
+def _hooks(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, "hooks", "expected a table")
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "on_finish":
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(path, "hooks.on_finish", "expected a shell command")
+            result["on_finish"] = item
+        elif key == "timeout":
+            result["hook_timeout"] = _duration(path, "hooks.timeout", item)
+            if not 0 < result["hook_timeout"] <= 86400:
+                raise ConfigError(path, "hooks.timeout", "expected a duration from 1s to 1d")
+        else:
+            raise ConfigError(path, f"hooks.{key}", "unknown setting (expected on_finish or timeout)")
     return result

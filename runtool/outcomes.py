@@ -7,6 +7,7 @@ Shared by the worker (which knows the outcome from the runner) and by reconcile
 from __future__ import annotations
 
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from . import lifecycle
@@ -31,10 +32,13 @@ def succeed(store: Store, run: Run, by: str, reason: str) -> Run | None:
 
 
 def fail_attempt(store: Store, run: Run, error: ErrorRecord, by: str, reason: str,
-                 retry_base_delay: float, retry: bool = True) -> Run | None:
-    """Failed for good, or back to waiting after the backoff if attempts are left;
-    None if the run was cancelled or repaired meanwhile."""
+                 retry_base_delay: float, retry: bool = True, no_retry: Collection[str] = ()) -> Run | None:
+    """Failed for good, or back to waiting after the backoff if attempts are left and the
+    error's type is not in `no_retry`; None if the run was cancelled or repaired meanwhile."""
     retrying = retry and run.attempt < run.max_attempts
+    if retrying and error.get("type") in no_retry:
+        retrying = False
+        reason = f"{reason}; not retried: {error['type']} is in no_retry"
     # Files before the commit: a worker killed right after it leaves nothing undone.
     write_error_file(Path(run.run_dir), error)
     if not retrying:

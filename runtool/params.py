@@ -158,7 +158,8 @@ def check_value(param: Parameter, value: Any) -> Any:
     expected = param.type_name
     ok = {
         "any": True,
-        "int": type(value) is int,
+        # papermill passes `-p threshold 0.5` into `threshold = 1` as is: so does runtool
+        "int": type(value) in (int, float),
         "float": type(value) in (int, float),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
@@ -167,9 +168,13 @@ def check_value(param: Parameter, value: Any) -> Any:
     }[expected]
     if not ok:
         shown = _short(value)
+        hint = ""
+        if expected in ("list", "dict") and isinstance(value, str):
+            example = "[1, 2]" if expected == "list" else "{a: 1}"
+            hint = f"; give lists and dicts as YAML: -y '{param.name}: {example}'"
         raise InvalidInput(
             f"bad value {shown} for parameter {param.name!r}: expected {expected} "
-            f"(declared as {param.name} = {_short(param.default)})"
+            f"(declared as {param.name} = {_short(param.default)}){hint}"
         )
     if expected == "float":
         try:

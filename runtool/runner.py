@@ -101,6 +101,16 @@ class _RunEngine(NBClientEngine):
                 _report({"progress": [cell_index + 1, total]})
 
         nb_man.cell_complete = cell_complete
+        failed = nb_man.cell_exception
+
+        def cell_exception(cell: Any, cell_index: int | None = None, **kw: Any) -> None:
+            # papermill looks for the error among the cell's outputs, and a magic's UsageError
+            # has none there: it reports "CellExecutionError" with no message unless we keep it.
+            if cell_index is not None and kw.get("exception") is not None:
+                _cell_errors[cell_index] = kw["exception"]
+            failed(cell, cell_index=cell_index, **kw)
+
+        nb_man.cell_exception = cell_exception
         if kwargs.get("km") is not None:  # a kernel started ahead
             return _execute_in(nb_man, kernel_name, **kwargs)
         return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
@@ -141,11 +151,23 @@ def _execute_in(nb_man: Any, kernel_name: str, log_output: bool = False, stdout_
 
 
 papermill_engines.register("runtool", _RunEngine)
+#: The exception nbclient raised for each failed cell (by index), for error_from.
+_cell_errors: dict[int, BaseException] = {}
 
 
 def error_from(exc: BaseException) -> ErrorRecord:
     """The record's `error` for an exception raised while executing a notebook."""
     if isinstance(exc, PapermillExecutionError):
+        real = _cell_errors.get(exc.cell_index)
+        if exc.ename == "CellExecutionError" and not exc.evalue and getattr(real, "ename", None):
+            # the cell failed without an error output (a magic's UsageError): nbclient's own
+            # exception holds the kernel's reply, with the real type and message
+            return {
+                "type": str(getattr(real, "ename")),
+                "message": _ANSI.sub("", str(getattr(real, "evalue", ""))),
+                "cell": exc.cell_index + 1,
+                "traceback": _ANSI.sub("", str(getattr(real, "traceback", ""))),
+            }
         return {
             "type": exc.ename,
             "message": _ANSI.sub("", str(exc.evalue)),

@@ -397,7 +397,8 @@ class Worker:
                 grace=grace)
 
     def _fail(self, run: Run, error: ErrorRecord, reason: str) -> Run | None:
-        return outcomes.fail_attempt(self.q.store, run, error, self.name, reason, self.q.settings.retry_base_delay)
+        return outcomes.fail_attempt(self.q.store, run, error, self.name, reason, self.q.settings.retry_base_delay,
+                                     no_retry=self.q.settings.no_retry)
 
     def _record(self, run: Run, child: runner.Child, status: int | None, verdict: Verdict, elapsed: float) -> None:
         q, by = self.q, self.name
