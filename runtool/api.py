@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import itertools
+import math
 import operator
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +24,8 @@ from .queue import open_store
 PRIORITIES = {"high": 10, "normal": 0, "low": -10}
 _KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_TAG_BYTES = 10_000
+MAX_SWEEP = 1000
+"""Most runs one sweep (`--grid`) may submit."""
 MAX_INTEGER = 2**63 - 1
 """SQLite's largest integer: the bound of run ids, --limit and --offset."""
 
@@ -80,6 +84,57 @@ class RunQueue:
         output: str | Path | None = None,
     ) -> Run:
         """Validate and store a waiting run; InvalidInput (nothing stored) names the bad input."""
+        new = self._new_run(notebook, parameters, queue, priority, delay, at, after, on, retries, timeout,
+                            kind, tags, kernel, output)
+        return lifecycle.submit(self.store, new, by=self.user)
+
+    def sweep(
+        self,
+        notebook: str | Path,
+        grid: Mapping[str, Sequence[Any]],
+        parameters: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> builtins.list[Run]:
+        """Submit one run per combination of the `grid` values ({"C": [1, 10], "seed": [0, 1]}:
+        four runs), each checked like `parameters`, all tagged `sweep=<id of the first>`.
+
+        `options` are those of `submit`; nothing is stored unless every run is valid.
+        """
+        if not isinstance(grid, Mapping) or not grid:
+            raise InvalidInput("bad --grid: expected NAME=V1,V2,... (a mapping of names to lists of values)")
+        if options.get("output") is not None:
+            raise InvalidInput("OUTPUT cannot be given with --grid: each run keeps its own output.ipynb")
+        axes = []
+        for name, values in grid.items():
+            if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence) or not values:
+                raise InvalidInput(f"bad --grid {str(name)[:40]}: expected a non-empty list of values")
+            if parameters and name in parameters:
+                raise InvalidInput(f"parameter {str(name)[:40]!r} given both as a parameter and in --grid")
+            axes.append([(name, value) for value in values])
+        size = math.prod(len(axis) for axis in axes)
+        if size > MAX_SWEEP:
+            raise InvalidInput(f"bad --grid: {size} combinations, more than {MAX_SWEEP}")
+        news = [self._new_run(notebook, {**(parameters or {}), **dict(combo)}, **options)
+                for combo in itertools.product(*axes)]
+        return lifecycle.submit_sweep(self.store, news, by=self.user)
+
+    def _new_run(
+        self,
+        notebook: str | Path,
+        parameters: dict[str, Any] | None = None,
+        queue: str = "default",
+        priority: int | str = 0,
+        delay: float | str | None = None,
+        at: float | None = None,
+        after: int | Sequence[int] | None = None,
+        on: str = "success",
+        retries: int | None = None,
+        timeout: float | str | None = None,
+        kind: str | None = None,
+        tags: dict[str, str] | None = None,
+        kernel: str | None = None,
+        output: str | Path | None = None,
+    ) -> NewRun:
         self.require("submit")
         check_queue_name(queue)
         prio = _priority(priority)
@@ -111,13 +166,12 @@ class RunQueue:
             raise InvalidInput(f"bad kind {kind!r}: expected 1-64 of A-Z a-z 0-9 _ . -")
         tags = _tags(tags or {})
         output_copy = _output_path(output) if output is not None else None
-        new = NewRun(
+        return NewRun(
             notebook=str(info.path), kind=kind, queue=queue, priority=prio, parameters=checked,
             tags=tags, max_attempts=retries + 1, timeout_s=timeout_s or None, kernel=kernel_name,
             output_copy=output_copy, not_before=not_before, after=parents,
             after_on=cast(On, on) if parents else None,
         )
-        return lifecycle.submit(self.store, new, by=self.user)
 
     # -- reading ------------------------------------------------------------------
 

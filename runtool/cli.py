@@ -83,9 +83,12 @@ def cli() -> None:
 @click.option("--priority", default="normal", show_default=True, help="high, normal, low or a number.")
 @click.option("--in", "delay", metavar="DUR", help="Start no earlier than this from now (90s, 5m, 2h, 1d).")
 @click.option("--at", "at", metavar="TIME", help="Start no earlier than this ISO 8601 time.")
-@click.option("--after", type=int, metavar="ID", help="Continue run ID: wait until it finishes.")
+@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2,...",
+              help="One run per combination of these values (repeat for more parameters); prints every id.")
+@click.option("--after", "after", multiple=True, type=int, metavar="ID",
+              help="Continue run ID: wait until it finishes (repeat to wait for several).")
 @click.option("--on", default="success", show_default=True,
-              type=click.Choice(["success", "failure", "finish"]), help="When --after runs.")
+              type=click.Choice(["success", "failure", "finish"]), help="When --after runs (for each parent).")
 @click.option("--retries", type=int, help="Retries after a failure (default from runtool.toml: 3).")
 @click.option("--timeout", metavar="DUR", help="Longest a whole run may take.")
 @click.option("--kind", help="Kind of run (default: the notebook's file stem).")
@@ -95,22 +98,26 @@ def cli() -> None:
 @click.pass_context
 def submit(ctx: click.Context, notebook: str, output: str | None, params: tuple[tuple[str, str], ...],
            yaml_text: str | None, yaml_file: str | None, params_json: str | None, queue: str,
-           priority: str, delay: str | None, at: str | None, after: int | None, on: str,
-           retries: int | None, timeout: str | None, kind: str | None, kernel: str | None,
+           priority: str, delay: str | None, at: str | None, grid: tuple[str, ...], after: tuple[int, ...],
+           on: str, retries: int | None, timeout: str | None, kind: str | None, kernel: str | None,
            tags: tuple[str, ...], as_json: bool) -> None:
-    """Validate NOTEBOOK and its parameters and queue a run; prints its id."""
-    from .cliparams import gather_parameters, parse_tags
+    """Validate NOTEBOOK and its parameters and queue a run (with --grid, one per combination);
+    prints its id (every id)."""
+    from .cliparams import gather_parameters, parse_grid, parse_tags
     from .durations import parse_time
 
     q = _queue(ctx)
-    parameters = gather_parameters(q.inspect(notebook), params, yaml_text, yaml_file, params_json)
-    run = q.submit(notebook, parameters, queue=queue, priority=priority, delay=delay,
-                   at=parse_time(at) if at else None, after=after, on=on, retries=retries,
-                   timeout=timeout, kind=kind, tags=parse_tags(tags), kernel=kernel, output=output)
-    if as_json:
-        _dump(run.to_dict())
-    else:
-        click.echo(run.id)
+    info = q.inspect(notebook)
+    parameters = gather_parameters(info, params, yaml_text, yaml_file, params_json)
+    options: dict[str, Any] = dict(queue=queue, priority=priority, delay=delay, at=parse_time(at) if at else None,
+                   after=after or None, on=on, retries=retries, timeout=timeout, kind=kind,
+                   tags=parse_tags(tags), kernel=kernel, output=output)
+    if grid:
+        runs = q.sweep(notebook, parse_grid(info, grid), parameters, **options)
+        _dump([r.to_dict() for r in runs]) if as_json else click.echo("\n".join(str(r.id) for r in runs))
+        return
+    run = q.submit(notebook, parameters, **options)
+    _dump(run.to_dict()) if as_json else click.echo(run.id)
 
 
 def _worker_options(f: Any) -> Any:
@@ -158,17 +165,18 @@ def drain(ctx: click.Context, queues: tuple[str, ...], max_runs: int | None, max
 @click.option("--kind")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--metrics", "with_metrics", is_flag=True, help="Add a column per metric the runs recorded.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_runs(ctx: click.Context, statuses: tuple[str, ...], queue: str | None, kind: str | None,
-              limit: int, offset: int, as_json: bool) -> None:
+              limit: int, offset: int, with_metrics: bool, as_json: bool) -> None:
     """Runs, newest first."""
     q = _queue(ctx)
     runs = q.list(status=list(statuses), queue=queue, kind=kind, limit=limit, offset=offset)
     if as_json:
         _dump([r.to_dict() for r in runs])
     else:
-        click.echo(fmt.table(runs, time.time(), q.paused()))
+        click.echo(fmt.table(runs, time.time(), q.paused(), metrics=with_metrics))
 
 
 @cli.command()

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .errors import InvalidInput
-from .params import NotebookInfo, from_cli_text, read_regular_file
+from .params import NotebookInfo, check_value, from_cli_text, read_regular_file
 
 
 def gather_parameters(info: NotebookInfo, pairs: tuple[tuple[str, str], ...], yaml_text: str | None,
@@ -57,4 +57,22 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
         if not sep or not key:
             raise InvalidInput(f"bad --tag {tag!r}: expected KEY=VALUE")
         result[key] = value
+    return result
+
+
+def parse_grid(info: NotebookInfo, grid: tuple[str, ...]) -> dict[str, list[Any]]:
+    """`--grid NAME=V1,V2,...` options as name -> values, each value typed as `-p` types it."""
+    result: dict[str, list[Any]] = {}
+    for option in grid:
+        name, sep, text = option.partition("=")
+        values = text.split(",")
+        if not sep or not name or not all(values):
+            raise InvalidInput(f"bad --grid {option[:60]!r}: expected NAME=V1,V2,...")
+        if name in result:
+            raise InvalidInput(f"bad --grid {option[:60]!r}: {name} is already in another --grid")
+        param = info.parameters.get(name)
+        typed = [from_cli_text(value, param) for value in values]
+        if param is not None:  # unknown names are refused by the submission, naming the declared ones
+            typed = [check_value(param, value) for value in typed]
+        result[name] = typed
     return result

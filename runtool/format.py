@@ -48,11 +48,24 @@ def progress(run: Run) -> str:
     return ""
 
 
-def table(runs: list[Run], now: float, paused: dict[str, str]) -> str:
-    header = ("ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "PARAMETERS")
+def number(value: float | None) -> str:
+    """A metric as people read it: 0.9933, 450, 1.5e-05; empty when missing."""
+    return "" if value is None else f"{value:.6g}"
+
+
+def metric_names(runs: list[Run]) -> list[str]:
+    """Every metric name of `runs`, in the order they first appear."""
+    return list(dict.fromkeys(name for r in runs for name in r.metrics))
+
+
+def table(runs: list[Run], now: float, paused: dict[str, str], metrics: bool = False) -> str:
+    """One line per run; with `metrics`, one column per metric name the runs recorded."""
+    names = metric_names(runs) if metrics else []
+    header = ("ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY",
+              *(n.upper() for n in names), "PARAMETERS")
     rows = [header] + [
         (str(r.id), label(r, now, paused), r.kind, r.queue, when(r.created_at), seconds(r.duration),
-         progress(r), r.submitted_by, short_params(r.parameters))
+         progress(r), r.submitted_by, *(number(r.metrics.get(n)) for n in names), short_params(r.parameters))
         for r in runs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
@@ -82,6 +95,8 @@ def details(run: Run, now: float, paused: dict[str, str]) -> str:
         lines.append(f"  finished    {when(run.finished_at)} ({seconds(run.duration)})")
     if progress(run):
         lines.append(f"  progress    cells {progress(run)}")
+    if run.metrics:
+        lines.append("  metrics     " + "  ".join(f"{k}={number(v)}" for k, v in run.metrics.items()))
     if run.error:
         cell = f" (cell {run.error['cell']})" if run.error.get("cell") else ""
         lines.append(f"  error       {run.error['type']}: {run.error['message']}{cell}")

@@ -8,6 +8,7 @@ operation here is one store transaction made of the store's primitives (queue.Tx
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 from .durations import MAX_DURATION_S
@@ -59,6 +60,30 @@ def submit(store: Store, new: NewRun, by: str) -> Run:
     return run
 
 
+def submit_sweep(store: Store, news: Sequence[NewRun], by: str) -> list[Run]:
+    """Store the runs of a sweep in one transaction (all or none), each tagged
+    `sweep=<id of the first>`."""
+    runs = []
+    with store.write() as tx:
+        for parent in news[0].after if news else ():
+            if tx.get(parent) is None:
+                raise InvalidInput(f"bad --after {parent}: no such run")
+        sweep: str | None = None
+        for new in news:
+            if sweep is not None:
+                new = replace(new, tags={**new.tags, "sweep": sweep})
+            run_id = tx.insert(new, by, ready=not new.after)
+            if sweep is None:
+                sweep = str(run_id)
+                tx.set_tags(run_id, {**new.tags, "sweep": sweep})
+            if new.after:
+                _resolve(tx, run_id)
+            run = tx.get(run_id)
+            assert run is not None
+            runs.append(run)
+    return runs
+
+
 def change(store: Store, run_id: int, from_statuses: Sequence[Status], to: Change, action: str,
            attempt: int | None = None) -> Run:
     """One guarded status change (and its consequences for continuations).
@@ -78,7 +103,7 @@ def retry(store: Store, run_id: int, by: str) -> Run:
     are unfinished waits for them again."""
     with store.write() as tx:
         verdict, _ = continuation("finish", tx.parents(run_id))
-        again = Change(Status.WAITING, by, "retried", attempt="reset", ready=verdict != "wait")
+        again = Change(Status.WAITING, by, "retried", attempt="reset", ready=verdict != "wait", metrics={})
         return _change(tx, run_id, [Status.FAILED, Status.CANCELLED], again, "retry")
 
 

@@ -14,6 +14,7 @@ from . import lifecycle
 from .config import ERROR_FILE
 from .errors import IllegalTransition
 from .faults import crash_point
+from .metrics import read_metrics
 from .models import Change, ErrorRecord, Run, Status
 from .queue import Store
 
@@ -23,8 +24,9 @@ def succeed(store: Store, run: Run, by: str, reason: str) -> Run | None:
     # Files before the commit: a worker killed right after it leaves nothing undone.
     copy_output(run)
     try:
-        done = lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, by, reason),
-                                "record success", attempt=run.attempt)
+        finished = Change(Status.SUCCEEDED, by, reason, metrics=read_metrics(run.run_dir))
+        done = lifecycle.change(store, run.id, [Status.PROCESSING], finished, "record success",
+                                attempt=run.attempt)
     except IllegalTransition:
         return None  # cancelled (or repaired) while it ran: that decision stands
     crash_point("recorded")
@@ -48,7 +50,7 @@ def fail_attempt(store: Store, run: Run, error: ErrorRecord, by: str, reason: st
         again = f"{reason}; retry {run.attempt} of {run.max_attempts - 1} in {delay:g} s"
         change = Change(Status.WAITING, by, again, error=error, not_before=store.now() + delay)
     else:
-        change = Change(Status.FAILED, by, reason, error=error)
+        change = Change(Status.FAILED, by, reason, error=error, metrics=read_metrics(run.run_dir))
     try:
         result = lifecycle.change(store, run.id, [Status.PROCESSING], change, "record failure",
                                   attempt=run.attempt)

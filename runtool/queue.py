@@ -56,6 +56,9 @@ class Tx(Protocol):
     def set_ready(self, run_id: int) -> None:
         """Mark a waiting continuation runnable (its parents finished as it asked)."""
 
+    def set_tags(self, run_id: int, tags: dict[str, str]) -> None:
+        """Replace the tags of a run (a sweep's first run learns its own id as sweep tag)."""
+
     def remove(self, run_id: int, status: Status) -> bool:
         """Delete the run and its history if it is still `status`."""
 
@@ -526,6 +529,9 @@ class _SQLiteTx:
 
     def set_ready(self, run_id: int) -> None:
         self._c.execute("UPDATE runs SET ready = 1 WHERE id = ? AND status = 'waiting'", (run_id,))
+
+    def set_tags(self, run_id: int, tags: dict[str, str]) -> None:
+        self._c.execute("UPDATE runs SET tags = ? WHERE id = ?", (to_json(tags), run_id))
 
     def remove(self, run_id: int, status: Status) -> bool:
         row = self._c.execute("DELETE FROM runs WHERE id = ? AND status = ? RETURNING after_ids",

@@ -28,6 +28,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 import papermill  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from jupyter_core.utils import run_sync  # noqa: E402
+from nbclient.exceptions import CellExecutionError  # noqa: E402
 from nbclient.util import run_hook  # noqa: E402
 from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from traitlets import default  # noqa: E402
@@ -159,14 +160,15 @@ def error_from(exc: BaseException) -> ErrorRecord:
     """The record's `error` for an exception raised while executing a notebook."""
     if isinstance(exc, PapermillExecutionError):
         real = _cell_errors.get(exc.cell_index)
-        if exc.ename == "CellExecutionError" and not exc.evalue and getattr(real, "ename", None):
+        if exc.ename == "CellExecutionError" and not exc.evalue and isinstance(real, CellExecutionError) \
+                and real.ename:
             # the cell failed without an error output (a magic's UsageError): nbclient's own
             # exception holds the kernel's reply, with the real type and message
             return {
-                "type": str(getattr(real, "ename")),
-                "message": _ANSI.sub("", str(getattr(real, "evalue", ""))),
+                "type": str(real.ename),
+                "message": _ANSI.sub("", str(real.evalue)),
                 "cell": exc.cell_index + 1,
-                "traceback": _ANSI.sub("", str(getattr(real, "traceback", ""))),
+                "traceback": _ANSI.sub("", str(real.traceback)),
             }
         return {
             "type": exc.ename,
