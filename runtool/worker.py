@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 
-from . import cleanup, lifecycle, outcomes
+from . import cleanup, hooks, lifecycle, outcomes
 from .api import RunQueue
 from .config import current_machine
 from .errors import RunNotFound, StoreUnavailable
@@ -418,6 +418,7 @@ class Worker:
         elif status == 0 and child.error is None:
             done = outcomes.succeed(q.store, run, by, f"finished in {elapsed:.1f} s")
             log.info("run %d: succeeded in %.1f s%s", run.id, elapsed, "" if done else " (already cancelled)")
+            hooks.on_finish(q.settings, done, q.home)
             return
         else:
             error = child.error or _runner_died(status, child.progress)
@@ -427,6 +428,7 @@ class Worker:
             outcome = "waiting for retry"
         log.info("run %d: failed in %.1f s (%s: %s) -> %s", run.id, elapsed, error["type"],
                  error["message"][:200], outcome)
+        hooks.on_finish(q.settings, result, q.home)
 
 
 def _runner_died(status: int | None, progress: tuple[int, int] | None) -> ErrorRecord:

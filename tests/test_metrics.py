@@ -33,7 +33,7 @@ def test_metrics_come_from_metrics_json_and_scraps(home, tmp_path, no_leftovers)
     nb = notebook(tmp_path / "scored.ipynb", parameters=PARAMETERS, body=[GLUE, WRITE, FAIL])
     q = RunQueue(home)
     first = q.submit(nb, {"accuracy": 0.9})
-    second = q.submit(nb, {"accuracy": 0.95})
+    q.submit(nb, {"accuracy": 0.95})
     failed = q.submit(nb, {"fail": True}, retries=0)
     drain(q)
     assert q.get(first.id).metrics == {"loss": 0.25, "steps": 4, "accuracy": 0.9, "n_test": 450}
