@@ -316,6 +316,19 @@ def test_metrics_are_recorded_with_the_change(store: Store) -> None:
     assert done.metrics == {"accuracy": 0.99, "n": 3} == store.get(run_id).metrics
 
 
+def test_a_sweep_is_stored_whole_and_tagged_with_its_first_id(store: Store) -> None:
+    parent = submit(store)
+    runs = lifecycle.submit_sweep(store, [new(1, after=(parent,), on="success"), new(2, after=(parent,), on="success")],
+                                  "alice")
+    first = runs[0].id
+    assert [store.get(r.id).tags for r in runs] == [{"batch": "1", "sweep": str(first)},
+                                                     {"batch": "2", "sweep": str(first)}]
+    assert [store.get(r.id).after for r in runs] == [[parent], [parent]]
+    with pytest.raises(InvalidInput):  # a missing parent: nothing of the sweep is stored
+        lifecycle.submit_sweep(store, [new(3, after=(999,), on="success")], "alice")
+    assert store.count(RunFilter()) == 3
+
+
 # -- continuations -----------------------------------------------------------------------
 
 
