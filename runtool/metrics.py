@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .config import METRICS_FILE, OUTPUT_FILE
 
@@ -39,7 +39,7 @@ def numbers(mapping: dict[Any, Any]) -> dict[str, float]:
     return {k: v for k, v in mapping.items() if isinstance(k, str) and 0 < len(k) <= MAX_NAME and is_number(v)}
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -20,6 +20,7 @@ import ipywidgets as widgets
 
 from . import dashview as view
 from .api import RunQueue
+from .cliparams import parse_grid
 from .dashrefresh import locked
 from .errors import InvalidInput, RuntoolError
 from .models import Run
@@ -113,8 +114,10 @@ class SubmitForm(widgets.VBox):
                                           style=wide, layout=widgets.Layout(width="320px"))
         self._delay = widgets.Text(description="Start in", placeholder="now, or e.g. 90s, 5m, 2h",
                                    style=wide, layout=widgets.Layout(width="320px"))
-        self._after = widgets.Text(description="After run", placeholder="run id (optional)",
+        self._after = widgets.Text(description="After run", placeholder="run id(s), e.g. 3, 4 (optional)",
                                    style=wide, layout=widgets.Layout(width="320px"))
+        self._grid = widgets.Text(description="Sweep", placeholder="one run per combination: C=1,10; seed=0,1",
+                                  style=wide, layout=widgets.Layout(width="520px"))
         self._on = widgets.Dropdown(description="if it", options=[
             ("succeeded", "success"), ("failed", "failure"), ("finished", "finish")],
             style={"description_width": "40px"}, layout=widgets.Layout(width="200px"))
@@ -136,6 +139,7 @@ class SubmitForm(widgets.VBox):
             widgets.HTML('<div class="rt-section">Run options</div>'),
             widgets.HBox([self._queue, self._priority]),
             widgets.HBox([self._delay]),
+            widgets.HBox([self._grid]),
             widgets.HBox([self._after, self._on]),
             self._submit, self._message,
         ], **kwargs)
@@ -158,7 +162,7 @@ class SubmitForm(widgets.VBox):
         if notebook is not None:
             self._notebook.value = notebook
         options = {"queue": self._queue, "priority": self._priority, "delay": self._delay,
-                   "after": self._after, "on": self._on}
+                   "after": self._after, "on": self._on, "grid": self._grid}
         for name, value in values.items():
             target = self._inputs.get(name) or options[name]
             target.value = value
@@ -226,25 +230,38 @@ class SubmitForm(widgets.VBox):
             self._message.value = view.message_html("pick a notebook first", "error")
             return
         after_text = self._after.value.strip()
+        grid_text = self._grid.value.strip()
         try:
             parameters = changed_parameters(self._info, {n: w.value for n, w in self._inputs.items()})
-            run = self._q.submit(
-                self._notebook.value, parameters, queue=self._queue.value.strip(),
-                priority=self._priority.value, delay=self._delay.value.strip() or None,
-                after=_after(after_text),  # type: ignore[arg-type]
-                on=self._on.value)
+            options: dict[str, Any] = dict(
+                queue=self._queue.value.strip(), priority=self._priority.value,
+                delay=self._delay.value.strip() or None, after=_after(after_text), on=self._on.value)
+            if grid_text:
+                grid = parse_grid(self._info, tuple(p.strip() for p in grid_text.split(";") if p.strip()))
+                for name in grid:  # the sweep's values replace the field's
+                    parameters.pop(name, None)
+                runs = self._q.sweep(self._notebook.value, grid, parameters, **options)
+            else:
+                runs = [self._q.submit(self._notebook.value, parameters, **options)]
         except RuntoolError as exc:
             self._message.value = view.message_html(in_form_words(str(exc)), "error")
             return
-        self._message.value = view.message_html(f"submitted run {run.id} ({run.label(run.created_at)})", "ok")
+        run = runs[0]
+        if len(runs) > 1:
+            text = f"submitted runs {run.id}–{runs[-1].id} (sweep {run.id}, {len(runs)} runs)"
+        else:
+            text = f"submitted run {run.id} ({run.label(run.created_at)})"
+        self._message.value = view.message_html(text, "ok")
         self._on_submit(run)
 
 
-def _after(text: str) -> int | str | None:
-    """A run id; other text is passed on for the library to refuse with its own message."""
-    if not text:
+def _after(text: str) -> list[int | str] | None:
+    """Run ids (separated by commas or spaces); other text is passed on for the library to
+    refuse with its own message."""
+    parts = text.replace(",", " ").split()
+    if not parts:
         return None
-    return int(text) if text.isascii() and text.isdigit() else text
+    return [int(p) if p.isascii() and p.isdigit() else p for p in parts]
 
 
 def _field(param: Parameter) -> widgets.ValueWidget:

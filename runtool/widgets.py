@@ -29,6 +29,7 @@ from .dashrefresh import Refresher, forget, in_kernel, locked, replace_older, un
 from .errors import RuntoolError
 from .models import Run, Status
 from .submitform import SubmitForm
+from .widgets_compare import CompareTab
 from .widgets_detail import RunDetail
 
 STATUSES = tuple(s.value for s in Status)
@@ -136,6 +137,7 @@ class Dashboard(widgets.VBox):
                                  lock=self._lock)
         self._detail_slot = widgets.VBox()  # holds the detail when its run is not on this page
         self._form = SubmitForm(q, on_submit=self._on_form_submit, lock=self._lock)
+        self._compare_tab = CompareTab(q, on_open=self._on_compare_open, lock=self._lock)
 
         for control in (self._status, self._kind, self._queue_filter, self._text):
             control.observe(self._on_filter_value, "value")
@@ -156,9 +158,11 @@ class Dashboard(widgets.VBox):
         self._runs = widgets.VBox([filters, self._head, *self._rows, pager, self._detail_slot])
         self._runs.add_class("rt-runs")
         runs = self._runs
-        self._tabs = widgets.Tab(children=[runs, self._form])
+        self._tabs = widgets.Tab(children=[runs, self._form, self._compare_tab])
         self._tabs.set_title(0, "Runs")
         self._tabs.set_title(1, "Submit")
+        self._tabs.set_title(2, "Compare")
+        self._tabs.observe(self._on_tabs_selected_index, "selected_index")
         super().__init__([self._style, self._title, self._counts, self._admin, self._message,
                           self._tabs, self._footer], **kwargs)
         self.add_class("rt-dash")
@@ -181,6 +185,14 @@ class Dashboard(widgets.VBox):
     @property
     def form(self) -> SubmitForm:
         return self._form
+
+    @property
+    def compare(self) -> CompareTab:
+        return self._compare_tab
+
+    def show_tab(self, name: str) -> None:
+        """Show the Runs, Submit or Compare tab."""
+        self._tabs.selected_index = ("Runs", "Submit", "Compare").index(name)
 
     @property
     def counts_text(self) -> str:
@@ -254,6 +266,7 @@ class Dashboard(widgets.VBox):
         for index, row in enumerate(self._rows):
             changed |= row.show(view.row_view(runs[index], now, paused) if index < len(runs) else None)
         self._mark_selected()
+        self._compare_tab.sync(self._kind.value or None, visible=self._tabs.selected_index == 2)
         changed |= self._set(self._page, view.pager_text(self._offset, len(runs), total, more))
         self._newer.disabled = self._offset == 0
         self._older.disabled = self._offset + len(runs) >= total and not more
@@ -449,6 +462,16 @@ class Dashboard(widgets.VBox):
             self._selected = self._detail.run_id
         self._known = None  # a run may have gone: re-read kinds and queues
         self.refresh()
+
+    @locked
+    def _on_tabs_selected_index(self, change: dict[str, Any]) -> None:
+        if change["new"] == 2:
+            self._compare_tab.sync(self._kind.value or None, visible=True)
+
+    @locked
+    def _on_compare_open(self, run_id: int) -> None:
+        self.select(run_id)
+        self._tabs.selected_index = 0
 
     @locked
     def _on_form_submit(self, run: Run) -> None:

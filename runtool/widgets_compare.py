@@ -1,0 +1,388 @@
+"""The dashboard's Compare tab: one kind's finished runs by their metrics.
+
+A scatter plot of a chosen metric against a chosen parameter (or the time the run finished),
+each point labelled with its run id, and below it the runs behind the plot as a table with
+one column per metric and per parameter, sorted by a click on a column's header; each run's
+button opens it in the Runs tab. The plot is plain SVG (no plotting library in the kernel)
+built by functions that need no widgets, so they are tested without a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import ipywidgets as widgets
+
+from . import format as fmt
+from .api import RunQueue
+from .dashrefresh import locked
+from .errors import RuntoolError
+from .metrics import is_number
+from .models import Run
+
+#: The newest finished runs of a kind that the tab reads (a sweep is rarely larger).
+MAX_RUNS = 500
+#: Rows of the table (the plot shows every run read).
+TABLE_ROWS = 100
+#: The "against" choice that plots against the time a run finished.
+TIME = "finished at"
+FINISHED = ("succeeded", "failed")
+WIDTH, HEIGHT, MARGIN = 640, 320, 56
+
+
+@dataclass(frozen=True)
+class Point:
+    run_id: int
+    x: float | str
+    y: float
+
+
+def points(runs: Sequence[Run], metric: str, against: str) -> list[Point]:
+    """The runs that recorded `metric` (and have a value for `against`), as points."""
+    found = []
+    for run in runs:
+        y = run.metrics.get(metric)
+        if not is_number(y):
+            continue
+        if against == TIME:
+            x: Any = run.finished_at
+        else:
+            x = run.parameters.get(against)
+        if x is None:
+            continue
+        found.append(Point(run.id, x if is_number(x) else json.dumps(x, ensure_ascii=False), float(y)))  # type: ignore[arg-type]
+    return found
+
+
+def scatter_svg(pts: Sequence[Point], x_label: str, y_label: str, time_axis: bool = False) -> str:
+    """An SVG scatter plot with each point labelled by its run id; numbers on a linear axis
+    (logarithmic when positive and spanning two decades), anything else as categories."""
+    if not pts:
+        return '<div class="rt-cmp-empty">no finished run of this kind recorded this metric</div>'
+    numeric = all(isinstance(p.x, (int, float)) for p in pts)
+    categories = [] if numeric else sorted({str(p.x) for p in pts})
+    xs = [float(p.x) for p in pts] if numeric else [float(categories.index(str(p.x))) for p in pts]
+    log = numeric and not time_axis and min(xs) > 0 and max(xs) / min(xs) >= 100
+    if log:
+        xs = [math.log10(x) for x in xs]
+    ys = [p.y for p in pts]
+    x0, x1 = _span(xs)
+    y0, y1 = _span(ys)
+
+    def sx(v: float) -> float:
+        return MARGIN + (v - x0) / (x1 - x0) * (WIDTH - 2 * MARGIN)
+
+    def sy(v: float) -> float:
+        return HEIGHT - MARGIN + (y0 - v) / (y1 - y0) * (HEIGHT - 2 * MARGIN) + 0.0
+
+    parts = [f'<svg class="rt-cmp-plot" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+             f'viewBox="0 0 {WIDTH} {HEIGHT}" font-size="11" font-family="sans-serif">',
+             f'<rect x="{MARGIN}" y="{MARGIN // 2}" width="{WIDTH - 2 * MARGIN}" '
+             f'height="{HEIGHT - MARGIN - MARGIN // 2}" fill="#fafafa" stroke="#ccc"/>']
+    for value in _ticks(y0, y1):
+        parts.append(f'<text x="{MARGIN - 6}" y="{sy(value) + 4:.1f}" text-anchor="end">{fmt.number(value)}</text>'
+                     f'<line x1="{MARGIN}" x2="{WIDTH - MARGIN}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
+                     'stroke="#eee"/>')
+    if numeric:
+        for value in _ticks(x0, x1):
+            label = _x_text(value, log, time_axis)
+            parts.append(f'<text x="{sx(value):.1f}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">'
+                         f"{escape(label)}</text>")
+    else:
+        for index, name in enumerate(categories):
+            parts.append(f'<text x="{sx(index):.1f}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">'
+                         f"{escape(name[:24])}</text>")
+    for point, x, y in zip(pts, xs, ys, strict=True):
+        tip = f"run {point.run_id}: {x_label} {_x_text(x, log, time_axis) if numeric else point.x}, {y_label} {fmt.number(y)}"
+        parts.append(f'<g class="rt-cmp-point" data-run="{point.run_id}"><title>{escape(tip)}</title>'
+                     f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="#1565c0" fill-opacity="0.8"/>'
+                     f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}" fill="#333">{point.run_id}</text></g>')
+    scale = " (log scale)" if log else ""
+    parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - 12}" text-anchor="middle" font-weight="600">'
+                 f"{escape(x_label + scale)}</text>")
+    parts.append(f'<text x="14" y="{HEIGHT / 2}" text-anchor="middle" font-weight="600" '
+                 f'transform="rotate(-90 14 {HEIGHT / 2})">{escape(y_label)}</text></svg>')
+    return "".join(parts)
+
+
+def _span(values: Sequence[float]) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        pad = abs(lo) * 0.1 or 1.0
+        return lo - pad, hi + pad
+    pad = (hi - lo) * 0.08
+    return lo - pad, hi + pad
+
+
+def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    return [lo + (hi - lo) * (i + 0.5) / count for i in range(count)]
+
+
+def _x_text(value: float, log: bool, time_axis: bool) -> str:
+    if time_axis:
+        return time.strftime("%m-%d %H:%M", time.gmtime(value))
+    return fmt.number(10**value if log else value)
+
+
+def columns(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
+    """The metric names and the parameter names of `runs`, in the order they first appear."""
+    metrics = list(dict.fromkeys(name for r in runs for name in r.metrics))
+    params = list(dict.fromkeys(name for r in runs for name in r.parameters))
+    return metrics, params
+
+
+def sort_key(column: str) -> Callable[[Run], tuple[int, Any]]:
+    """Sorting by `column` ("id", "m:<metric>" or "p:<parameter>"); runs without it go last."""
+    def key(run: Run) -> tuple[int, Any]:
+        if column == "id":
+            return 0, run.id
+        source: dict[str, Any] = run.metrics if column.startswith("m:") else run.parameters
+        value = source.get(column[2:])
+        if is_number(value):
+            return 0, float(value)
+        return (1, "") if value is None else (0, str(value))
+    return key
+
+
+def sorted_runs(runs: Sequence[Run], column: str, descending: bool) -> list[Run]:
+    present = [r for r in runs if sort_key(column)(r)[0] == 0]
+    missing = [r for r in runs if sort_key(column)(r)[0] == 1]
+    try:
+        present.sort(key=sort_key(column), reverse=descending)
+    except TypeError:  # numbers and text in one column: compare as text
+        present.sort(key=lambda r: str(sort_key(column)(r)[1]), reverse=descending)
+    return present + missing
+
+
+def row_html(run: Run, metrics: Sequence[str], params: Sequence[str]) -> str:
+    cells = [f'<span class="rt-c rt-cmp-status"><span class="rt-badge rt-st-{run.status.value}">'
+             f"{run.status.value}</span></span>"]
+    cells += [f'<span class="rt-c rt-cmp-num">{fmt.number(run.metrics.get(m))}</span>' for m in metrics]
+    for name in params:
+        value = run.parameters.get(name)
+        text = "" if name not in run.parameters else json.dumps(value, ensure_ascii=False)
+        cells.append(f'<span class="rt-c rt-cmp-num" title="{escape(text)}">{escape(text[:14])}</span>')
+    return f'<div class="rt-cells" data-run="{run.id}">' + "".join(cells) + "</div>"
+
+
+STYLE = """<style>
+.rt-cmp-status { width: 100px; } .rt-cmp-num { width: 96px; text-align: right; }
+.rt-cmp-head .widget-button { width: 96px; margin: 0; padding: 0 4px; font-size: 12px; }
+.rt-cmp-head .rt-cmp-sort-id { width: 64px; margin-right: 6px; }
+.rt-cmp-head .rt-cmp-status-h { width: 100px; }
+.rt-cmp-empty, .rt-cmp-note { color: #555; padding: 6px 0; }
+</style>"""
+
+
+class CompareTab(widgets.VBox):
+    """One kind's finished runs: a metric plotted against a parameter or time, and a sortable table."""
+
+    def __init__(self, queue: RunQueue, on_open: Callable[[int], None],
+                 lock: threading.RLock | None = None, **kwargs: Any) -> None:
+        self._lock = lock or threading.RLock()  # the dashboard's: its refresh thread shares the store
+        self._q = queue
+        self._on_open = on_open
+        self._runs: list[Run] = []
+        self._seen: tuple[Any, ...] | None = None
+        self._sort = ("id", True)
+        self._column_of: dict[widgets.Button, str] = {}
+        self._quiet = False
+
+        self._kind = widgets.Dropdown(description="Kind", options=[("pick a kind", "")],
+                                      layout=widgets.Layout(width="240px"))
+        self._metric = widgets.Dropdown(description="Metric", options=[], layout=widgets.Layout(width="260px"))
+        self._against = widgets.Dropdown(description="against", options=[TIME], layout=widgets.Layout(width="260px"))
+        self._note = widgets.HTML()
+        self._plot = widgets.HTML()
+        self._head = widgets.HBox()
+        self._head.add_class("rt-cmp-head")
+        self._rows = [_CompareRow() for _ in range(TABLE_ROWS)]
+        self._row_of = {row.open_button: row for row in self._rows}
+
+        self._kind.add_class("rt-cmp-kind")
+        self._metric.add_class("rt-cmp-metric")
+        self._against.add_class("rt-cmp-against")
+        for control in (self._kind, self._metric, self._against):
+            control.observe(self._on_choice_value, "value")
+        for row in self._rows:
+            row.open_button.on_click(self._on_row_click)
+
+        super().__init__([widgets.HTML(STYLE), widgets.HBox([self._kind, self._metric, self._against]),
+                          self._note, self._plot, self._head, *self._rows], **kwargs)
+        self.add_class("rt-compare")
+
+    # -- what the dashboard and tests call ------------------------------------------------
+
+    @property
+    def plot_html(self) -> str:
+        return self._plot.value
+
+    @property
+    def table_ids(self) -> list[int]:
+        """Run ids of the table, top to bottom."""
+        return [row.run_id for row in self._rows if row.run_id is not None]
+
+    def choose(self, kind: str | None = None, metric: str | None = None, against: str | None = None) -> None:
+        """Pick what to compare, as the dropdowns would."""
+        if kind is not None:
+            self.sync(kind, visible=True)
+        if metric is not None:
+            self._metric.value = metric
+        if against is not None:
+            self._against.value = against
+
+    def sort_by(self, column: str) -> None:
+        """Sort the table by `column` ("id", "m:<metric>", "p:<parameter>"), as a header click
+        does: a second click on the same column reverses the order."""
+        name, descending = self._sort
+        self._sort = (column, not descending if column == name else True)
+        self._draw_table()
+
+    def sync(self, kind: str | None, visible: bool) -> None:
+        """Follow the dashboard's kind filter; re-read the runs when the tab is visible."""
+        kinds = self._q.kinds_and_queues()[0]
+        self._quiet = True
+        try:
+            options = [("pick a kind", ""), *((k, k) for k in kinds)]
+            if list(self._kind.options) != options:
+                chosen = self._kind.value
+                self._kind.options = options
+                self._kind.value = chosen if chosen in kinds else ""
+            if kind and kind in kinds and kind != self._kind.value:
+                self._kind.value = kind
+        finally:
+            self._quiet = False
+        if visible:
+            self._load()
+
+    # -- inner workings ----------------------------------------------------------------
+
+    def _load(self) -> None:
+        kind = self._kind.value
+        try:
+            runs = self._q.list(status=list(FINISHED), kind=kind, limit=MAX_RUNS) if kind else []
+        except RuntoolError as exc:
+            self._note.value = f'<div class="rt-cmp-note">cannot read the runs: {escape(str(exc))}</div>'
+            return
+        seen = (kind, tuple((r.id, r.finished_at, tuple(r.metrics.items())) for r in runs))
+        if seen == self._seen:
+            return
+        self._seen, self._runs = seen, runs
+        metrics, params = columns(runs)
+        self._quiet = True
+        try:
+            _set(self._metric, metrics)
+            _set(self._against, [*params, TIME])
+        finally:
+            self._quiet = False
+        self._draw()
+
+    def _draw(self) -> None:
+        kind, metric, against = self._kind.value, self._metric.value, self._against.value
+        if not kind:
+            self._note.value = '<div class="rt-cmp-note">Pick a kind (or filter the Runs tab to one kind).</div>'
+            self._plot.value = ""
+        elif not metric:
+            self._note.value = (f'<div class="rt-cmp-note">No finished {escape(kind)} run recorded metrics '
+                                "(metrics.json in its run folder, or scrapbook scraps).</div>")
+            self._plot.value = ""
+        else:
+            pts = points(self._runs, metric, against)
+            self._note.value = (f'<div class="rt-cmp-note">{len(pts)} finished {escape(kind)} run(s) with '
+                                f"{escape(metric)}; click a run below to open it.</div>")
+            self._plot.value = scatter_svg(pts, against, metric, time_axis=against == TIME)
+        self._draw_table()
+
+    def _draw_table(self) -> None:
+        metric, against = self._metric.value, self._against.value
+        behind = self._runs
+        if metric:  # the table lists the runs behind the plot
+            plotted = {p.run_id for p in points(self._runs, metric, against)}
+            behind = [r for r in self._runs if r.id in plotted]
+        metrics, params = columns(behind)
+        column, descending = self._sort
+        ordered = sorted_runs(behind, column, descending)
+        buttons = [_header_button("run", "id", column, descending, "rt-cmp-sort-id"),
+                   widgets.HTML("<b>status</b>", layout=widgets.Layout(width="100px"))]
+        buttons += [_header_button(m, f"m:{m}", column, descending) for m in metrics]
+        buttons += [_header_button(p, f"p:{p}", column, descending) for p in params]
+        self._column_of = {}
+        for button, name in zip(buttons, ["id", "", *(f"m:{m}" for m in metrics), *(f"p:{p}" for p in params)],
+                                strict=True):
+            if isinstance(button, widgets.Button):
+                self._column_of[button] = name
+                button.on_click(self._on_header_click)
+        for old in self._head.children:
+            old.close()
+        self._head.children = buttons
+        for index, row in enumerate(self._rows):
+            row.show(ordered[index] if index < len(ordered) else None, metrics, params)
+
+    # -- handlers ----------------------------------------------------------------------
+
+    @locked
+    def _on_choice_value(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
+        if change["owner"] is self._kind:
+            self._seen = None
+            self._load()
+        else:
+            self._draw()
+
+    @locked
+    def _on_header_click(self, button: widgets.Button) -> None:
+        self.sort_by(self._column_of[button])
+
+    @locked
+    def _on_row_click(self, button: widgets.Button) -> None:
+        row = self._row_of[button]
+        if row.run_id is not None:
+            self._on_open(row.run_id)
+
+
+class _CompareRow(widgets.HBox):
+    def __init__(self) -> None:
+        self.open_button = widgets.Button(layout=widgets.Layout(width="64px"))
+        self.open_button.add_class("rt-open")
+        self.cells = widgets.HTML()
+        self.run_id: int | None = None
+        super().__init__([self.open_button, self.cells], layout=widgets.Layout(display="none"))
+        self.add_class("rt-row")
+
+    def show(self, run: Run | None, metrics: Sequence[str], params: Sequence[str]) -> None:
+        self.run_id = run.id if run else None
+        if run is None:
+            self.layout.display = "none"
+            self.open_button.description = ""
+            self.cells.value = ""
+            return
+        self.open_button.description = str(run.id)
+        self.open_button.tooltip = f"Open run {run.id}"
+        self.cells.value = row_html(run, metrics, params)
+        self.layout.display = ""
+
+
+def _header_button(label: str, column: str, sorted_column: str, descending: bool,
+                   css: str = "") -> widgets.Button:
+    arrow = (" ▼" if descending else " ▲") if column == sorted_column else ""
+    button = widgets.Button(description=f"{label}{arrow}", tooltip=f"sort by {label}")
+    button.add_class("rt-cmp-sort")
+    if css:
+        button.add_class(css)
+    return button
+
+
+def _set(dropdown: widgets.Dropdown, names: list[str]) -> None:
+    """New options, keeping the chosen one if it is still offered."""
+    chosen = dropdown.value
+    if list(dropdown.options) != names:
+        dropdown.options = names
+    dropdown.value = chosen if chosen in names else (names[0] if names else None)
