@@ -34,7 +34,7 @@ TABLE_ROWS = 100
 #: The "against" choice that plots against the time a run finished.
 TIME = "finished at"
 FINISHED = ("succeeded", "failed")
-WIDTH, HEIGHT, MARGIN = 640, 320, 56
+WIDTH, HEIGHT, MARGIN = 660, 340, 64
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def scatter_svg(pts: Sequence[Point], x_label: str, y_label: str, time_axis: boo
                      f'<line x1="{MARGIN}" x2="{WIDTH - MARGIN}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" '
                      'stroke="#eee"/>')
     if numeric:
-        for value in _ticks(x0, x1):
+        for value in _ticks(x0, x1, log=log):
             label = _x_text(value, log, time_axis)
             parts.append(f'<text x="{sx(value):.1f}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">'
                          f"{escape(label)}</text>")
@@ -107,8 +107,8 @@ def scatter_svg(pts: Sequence[Point], x_label: str, y_label: str, time_axis: boo
     scale = " (log scale)" if log else ""
     parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT - 12}" text-anchor="middle" font-weight="600">'
                  f"{escape(x_label + scale)}</text>")
-    parts.append(f'<text x="14" y="{HEIGHT / 2}" text-anchor="middle" font-weight="600" '
-                 f'transform="rotate(-90 14 {HEIGHT / 2})">{escape(y_label)}</text></svg>')
+    parts.append(f'<text x="12" y="{HEIGHT / 2}" text-anchor="middle" font-weight="600" '
+                 f'transform="rotate(-90 12 {HEIGHT / 2})">{escape(y_label)}</text></svg>')
     return "".join(parts)
 
 
@@ -121,13 +121,20 @@ def _span(values: Sequence[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    return [lo + (hi - lo) * (i + 0.5) / count for i in range(count)]
+def _ticks(lo: float, hi: float, count: int = 5, log: bool = False) -> list[float]:
+    """Round values between `lo` and `hi`: whole decades on a log axis, else steps of 1, 2, 2.5 or 5."""
+    if log and math.floor(hi) - math.ceil(lo) >= 1:
+        return [float(v) for v in range(math.ceil(lo), math.floor(hi) + 1)]
+    span = hi - lo
+    magnitude = 10 ** math.floor(math.log10(span / count))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if span / (m * magnitude) <= count)
+    first = math.ceil(lo / step)
+    return [round(i * step, 12) for i in range(first, math.floor(hi / step) + 1)]
 
 
 def _x_text(value: float, log: bool, time_axis: bool) -> str:
     if time_axis:
-        return time.strftime("%m-%d %H:%M", time.gmtime(value))
+        return time.strftime("%m-%d %H:%M:%S", time.gmtime(value))
     return fmt.number(10**value if log else value)
 
 
