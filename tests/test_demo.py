@@ -35,3 +35,60 @@ def test_demo_trains_then_detects_through_the_queue(home):
     text = "\n".join(lines)
     assert f"run {training.id} (training): succeeded" in text and "held-out accuracy 0.99" in text
     assert "recall 0.9" in text and str(detect_dir / "preview.png").rsplit("/", 1)[0] in text
+
+
+def test_demo_shows_progress_while_runs_execute(home):
+    lines: list[str] = []
+    q = RunQueue(home)
+    assert run_demo(q, lines.append, serve=False) == 0
+    training, detection = sorted(q.list(), key=lambda r: r.id)
+    text = "\n".join(lines)
+    assert f"run {training.id} (training): started, attempt 1 of 4" in text
+    cells = [line for line in lines if line.startswith(f"run {detection.id} (detection): cells ")]
+    assert cells, text
+    done, total = map(int, cells[-1].rsplit(" ", 1)[1].split("/"))
+    assert 0 < done <= total
+    assert lines.index(cells[-1]) < next(i for i, line in enumerate(lines) if line.startswith(f"run {training.id} (training): succeeded"))
+
+
+def test_demo_checks_the_notebooks_packages_before_submitting(home, tmp_path):
+    from helpers import notebook
+    from runtool import Refused
+    from runtool.demo import NOTEBOOKS, imported_modules
+
+    assert {"joblib", "matplotlib", "sklearn", "numpy", "scipy"} <= set(
+        imported_modules(NOTEBOOKS / "training.ipynb") + imported_modules(NOTEBOOKS / "detection.ipynb"))
+    assert "json" not in imported_modules(NOTEBOOKS / "training.ipynb")
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    notebook(folder / "training.ipynb", "seed = 0\n", ["import json\nimport no_such_package_xyz.sub"])
+    notebook(folder / "detection.ipynb", "n_scenes = 8\n", ["from sklearn import svm\n%matplotlib inline"])
+    q = RunQueue(home)
+    lines: list[str] = []
+    with pytest.raises(Refused) as refused:
+        run_demo(q, lines.append, serve=False, notebooks=folder)
+    assert str(refused.value) == ("demo: the notebooks need no_such_package_xyz, not installed for kernel python3; "
+                                  "install with: pip install 'runtool[notebooks]'")
+    assert q.count() == 0 and lines == []
+
+
+def test_demo_prints_a_failed_attempt_as_it_happens(home, tmp_path):
+    from helpers import notebook, write_config
+
+    write_config(home, 'retries = 1\nretry_base_delay = "0.5s"\n')
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    notebook(folder / "training.ipynb", "seed = 0\n", ["raise RuntimeError('broken on purpose')"])
+    notebook(folder / "detection.ipynb", "n_scenes = 8\nparent_run_dir = ''\n", ["print(n_scenes)"])
+    q = RunQueue(home)
+    lines: list[str] = []
+    assert run_demo(q, lines.append, serve=False, notebooks=folder) == 1
+    training, detection = sorted(q.list(), key=lambda r: r.id)
+    failed = [i for i, line in enumerate(lines)
+              if line == f"run {training.id} (training): attempt failed in cell 3: RuntimeError: broken on purpose"]
+    assert len(failed) == 2, lines  # both attempts, each when it failed
+    assert lines[failed[0] + 1].startswith("  -> waiting: RuntimeError: broken on purpose; retry 1 of 1 in 0.5 s")
+    assert lines[failed[1] + 1] == "  -> failed: RuntimeError: broken on purpose"
+    assert (training.status, detection.status) == (Status.FAILED, Status.CANCELLED)
+    summary_at = next(i for i, line in enumerate(lines) if line.startswith(f"run {training.id} (training): failed"))
+    assert failed[1] < summary_at
