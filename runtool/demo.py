@@ -156,7 +156,7 @@ class _Watch:
                 self.echo(f"  -> {entry['status']}: {entry['reason']}")
         self.history[run.id] = len(run.history)
         progress = (run.progress_done or 0, run.progress_total) if run.progress_total else None
-        if run.status is Status.PROCESSING and progress and progress != self.progress.get(run.id):
+        if run.status is Status.PROCESSING and progress and progress[0] and progress != self.progress.get(run.id):
             self.echo(f"{name}: cells {progress[0]}/{progress[1]}")
         self.progress[run.id] = progress
 

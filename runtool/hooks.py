@@ -61,6 +61,11 @@ def on_finish(settings: Settings, run: Run | None, home: Path) -> None:
 def _supervise(command: str, env: dict[str, str], run: Run, timeout: float) -> None:
     """In the detached supervisor: run the hook, bounded by `timeout`; never returns."""
     try:
+        # stdin and stdout let go (a `drain` under cron is not held open by them); stderr
+        # stays: it is the worker's log, where a failing or hanging hook is reported
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
         folder = Path(run.run_dir)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / HOOK_LOG_FILE, "ab") as out:
