@@ -66,6 +66,8 @@ def _supervise(command: str, env: dict[str, str], run: Run, timeout: float) -> N
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
+        # nor does it hold the worker's other descriptors (its runner's pipes, the store)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 4096)
         folder = Path(run.run_dir)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / HOOK_LOG_FILE, "ab") as out:

@@ -316,19 +316,26 @@ class CompareTab(widgets.VBox):
         metrics, params = columns(behind)
         column, descending = self._sort
         ordered = sorted_runs(behind, column, descending)
-        buttons = [_header_button("run", "id", column, descending, "rt-cmp-sort-id"),
-                   widgets.HTML("<b>status</b>", layout=widgets.Layout(width="100px"))]
-        buttons += [_header_button(m, f"m:{m}", column, descending) for m in metrics]
-        buttons += [_header_button(p, f"p:{p}", column, descending) for p in params]
-        self._column_of = {}
-        for button, name in zip(buttons, ["id", "", *(f"m:{m}" for m in metrics), *(f"p:{p}" for p in params)],
-                                strict=True):
-            if isinstance(button, widgets.Button):
-                self._column_of[button] = name
+        labels = {"id": "run", **{f"m:{m}": m for m in metrics}, **{f"p:{p}": p for p in params}}
+        if list(self._column_of.values()) != list(labels):
+            # new columns: new buttons (same columns keep theirs, so a click is never lost
+            # on a button replaced under the pointer)
+            for old in self._head.children:
+                old.close()
+            self._column_of = {}
+            for name in labels:
+                button = widgets.Button(tooltip=f"sort by {labels[name]}")
+                button.add_class("rt-cmp-sort")
+                if name == "id":
+                    button.add_class("rt-cmp-sort-id")
                 button.on_click(self._on_header_click)
-        for old in self._head.children:
-            old.close()
-        self._head.children = buttons
+                self._column_of[button] = name
+            buttons = list(self._column_of)
+            status = widgets.HTML("<b>status</b>", layout=widgets.Layout(width="100px"))
+            self._head.children = [buttons[0], status, *buttons[1:]]
+        for button, name in self._column_of.items():
+            arrow = (" ▼" if descending else " ▲") if name == column else ""
+            button.description = labels[name] + arrow
         for index, row in enumerate(self._rows):
             row.show(ordered[index] if index < len(ordered) else None, metrics, params)
 
@@ -375,16 +382,6 @@ class _CompareRow(widgets.HBox):
         self.open_button.tooltip = f"Open run {run.id}"
         self.cells.value = row_html(run, metrics, params)
         self.layout.display = ""
-
-
-def _header_button(label: str, column: str, sorted_column: str, descending: bool,
-                   css: str = "") -> widgets.Button:
-    arrow = (" ▼" if descending else " ▲") if column == sorted_column else ""
-    button = widgets.Button(description=f"{label}{arrow}", tooltip=f"sort by {label}")
-    button.add_class("rt-cmp-sort")
-    if css:
-        button.add_class(css)
-    return button
 
 
 def _set(dropdown: widgets.Dropdown, names: list[str]) -> None:

@@ -4,6 +4,8 @@ hanging hook is logged and ended, and never affects the run or the worker."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -96,3 +98,28 @@ def test_bad_hooks_table_is_one_line(home, table, message):
     write_config(home, table)
     result = runtool(home, "list")
     assert result.code == 2 and message in result.err and result.err.count("\n") == 1, result.err
+
+
+def test_a_hanging_hook_holds_neither_the_executor_lock_nor_the_drains_output(home, job, tmp_path):
+    hook_config(home, "exec sleep 300", timeout="3s")
+    RunQueue(home).submit(job)
+
+    def drain_process(name: str) -> str:
+        out = tmp_path / f"{name}.out"
+        with open(out, "w") as handle:
+            proc = subprocess.Popen([sys.executable, "-m", "runtool", "--home", str(home), "drain"],
+                                    stdout=handle, stderr=subprocess.STDOUT)
+        assert proc.wait(timeout=120) == 0
+        return out.read_text()
+
+    assert "executed 1 run(s)" in drain_process("first")
+    second = RunQueue(home).submit(job)  # while the first run's hook still sleeps
+    assert "executed 1 run(s)" in drain_process("second")
+    assert RunQueue(home).get(second.id).status is Status.SUCCEEDED
+    for run in RunQueue(home).list():
+        log = Path(run.run_dir) / "hook.log"
+        wait_for(lambda log=log: log.exists() and "timed out after 3 s" in log.read_text(), what="hook timeout")
+    # the drain's stderr is the worker log: the timeout was reported there too
+    with subprocess.Popen([sys.executable, "-m", "runtool", "--home", str(home), "list"],
+                          stdout=subprocess.PIPE, text=True) as listing:
+        assert listing.communicate(timeout=60)[0].count("succeeded") == 2
