@@ -324,6 +324,7 @@ def test_a_sweep_is_stored_whole_and_tagged_with_its_first_id(store: Store) -> N
     assert [store.get(r.id).tags for r in runs] == [{"batch": "1", "sweep": str(first)},
                                                      {"batch": "2", "sweep": str(first)}]
     assert [store.get(r.id).after for r in runs] == [[parent], [parent]]
+    assert store.count(RunFilter(text="sweep")) == 2  # the first run's tags were indexed again
     with pytest.raises(InvalidInput):  # a missing parent: nothing of the sweep is stored
         lifecycle.submit_sweep(store, [new(3, after=(999,), on="success")], "alice")
     assert store.count(RunFilter()) == 3
