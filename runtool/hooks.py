@@ -69,7 +69,11 @@ def _supervise(command: str, env: dict[str, str], run: Run, timeout: float) -> N
         # nor does it hold the worker's other descriptors (its runner's pipes, the store)
         os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 4096)
         folder = Path(run.run_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():  # never started, or deleted since: not made again for a log
+            outcome = _run(command, env, Path(env["RUNTOOL_HOME"]), None, timeout)
+            if outcome != "exited with 0":
+                log.info("run %d: on_finish hook %s", run.id, outcome)
+            return
         with open(folder / HOOK_LOG_FILE, "ab") as out:
             outcome = _run(command, env, folder, out, timeout)
             out.write(f"[runtool] {outcome}\n".encode())
@@ -81,9 +85,9 @@ def _supervise(command: str, env: dict[str, str], run: Run, timeout: float) -> N
         os._exit(0)
 
 
-def _run(command: str, env: dict[str, str], cwd: Path, out: BinaryIO, timeout: float) -> str:
+def _run(command: str, env: dict[str, str], cwd: Path, out: BinaryIO | None, timeout: float) -> str:
     proc = subprocess.Popen(command, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=out or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         return f"exited with {proc.wait(timeout)}"
     except subprocess.TimeoutExpired:

@@ -207,7 +207,8 @@ class Worker:
             key = self._kernel_key(run)
         except Exception as exc:  # the notebook vanished or changed since submit
             error = runner.error_from(exc)
-            self._until_recorded(run, lambda: self._fail(run, error, f"could not start: {error['message']}"))
+            self._until_recorded(run, lambda: hooks.on_finish(
+                self.q.settings, self._fail(run, error, f"could not start: {error['message']}"), self.q.home))
             log.info("run %d: could not start: %s", run.id, error["message"])
             return
         child = self._start(run, parameters, key)

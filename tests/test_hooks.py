@@ -123,3 +123,16 @@ def test_a_hanging_hook_holds_neither_the_executor_lock_nor_the_drains_output(ho
     with subprocess.Popen([sys.executable, "-m", "runtool", "--home", str(home), "list"],
                           stdout=subprocess.PIPE, text=True) as listing:
         assert listing.communicate(timeout=60)[0].count("succeeded") == 2
+
+
+def test_hook_of_a_run_that_could_not_start(home, tmp_path, no_leftovers):
+    marker = tmp_path / "marker"
+    hook_config(home, f'echo "$RUNTOOL_RUN_ID $RUNTOOL_STATUS $(pwd)" > {marker}')
+    gone = notebook(tmp_path / "gone.ipynb", parameters="n = 1\n", body=["print(n)"])
+    q = RunQueue(home)
+    run = q.submit(gone, retries=0)
+    gone.unlink()
+    drain(q)
+    assert q.get(run.id).status is Status.FAILED
+    said = wait_for(lambda: marker.exists() and marker.read_text(), what="hook")
+    assert said == f"{run.id} failed {q.get(run.id).run_dir}\n"  # the folder holds its error.txt
