@@ -254,6 +254,8 @@ class CompareTab(widgets.VBox):
 
     def sync(self, kind: str | None, visible: bool) -> None:
         """Follow the dashboard's kind filter; re-read the runs when the tab is visible."""
+        if not visible and (not kind or kind == self._kind.value):
+            return  # nothing to follow: a hidden tab costs the dashboard's refresh nothing
         kinds = self._q.kinds_and_queues()[0]
         self._quiet = True
         try:
