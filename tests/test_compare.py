@@ -44,6 +44,7 @@ def dash(swept):
     made.close()
 
 
+@pytest.mark.kernel
 def test_compare_plots_a_metric_against_a_parameter_for_the_filtered_kind(dash, swept):
     _, _, ids, waiting = swept
     dash.set_filters(kind="scored")
@@ -61,6 +62,7 @@ def test_compare_plots_a_metric_against_a_parameter_for_the_filtered_kind(dash, 
     assert "finished at" in compare.plot_html and compare.plot_html.count("rt-cmp-point") == 4
 
 
+@pytest.mark.kernel
 def test_compare_table_sorts_by_a_metric_and_opens_a_run(dash, swept):
     _, _, ids, _ = swept
     dash.set_filters(kind="scored")
@@ -78,6 +80,7 @@ def test_compare_table_sorts_by_a_metric_and_opens_a_run(dash, swept):
     assert dash.detail.run_id == ids[2] and dash._tabs.selected_index == 0
 
 
+@pytest.mark.kernel
 def test_compare_of_a_kind_without_metrics_says_so(dash):
     dash.set_filters(kind="plain")
     dash.show_tab("Compare")
@@ -85,6 +88,7 @@ def test_compare_of_a_kind_without_metrics_says_so(dash):
     assert dash.compare.plot_html == "" and dash.compare.table_ids
 
 
+@pytest.mark.kernel
 def test_form_submits_a_sweep_and_a_fan_in(dash, swept):
     _, nb, ids, _ = swept
     form = dash.form
@@ -121,6 +125,7 @@ def test_plain_plot_helpers():
     assert points([], "acc", "c") == []
 
 
+@pytest.mark.kernel
 def test_sorting_puts_runs_without_the_value_last(swept):
     with RunQueue(swept[0]) as q:
         runs = q.list(limit=50)

@@ -9,52 +9,36 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
-from dashboard_fixtures import RUNTOOL, cli, run_processes, start, stop, wait_for
+from dashboard_fixtures import CHROMIUM, CHROMIUM_ARGS, jupyter_env, require_chromium, run_processes, start, stop
 
+from helpers import RUNTOOL, runtool, wait_for
 from runtool.api import RunQueue
 from runtool.config import NOTEBOOKS_DIR
 from runtool.models import Status
 from runtool.serve import free_port
 
-pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _env(base: Path) -> dict[str, str]:
-    folders = {var: base / name for var, name in (("JUPYTER_DATA_DIR", "data"),
-               ("JUPYTER_RUNTIME_DIR", "runtime"), ("TMPDIR", "tmp"), ("IPYTHONDIR", "ipython"))}
-    for folder in folders.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{var: str(path) for var, path in folders.items()}}
-    env.update(RUNTOOL_USER="alice", PYTHONWARNINGS="ignore")
-    env.pop("JUPYTER_CONFIG_DIR", None)
-    return env
+pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if not (Path(CHROMIUM).exists() and shutil.which("chromium")):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    require_chromium()
     base = tmp_path_factory.mktemp("compare-browser")
     home = base / "home"
     with RunQueue(home, user="alice") as q:
         sweep = q.sweep(NOTEBOOKS_DIR / "training.ipynb", grid={"C": [0.1, 1.0, 10.0, 100.0]},
                         parameters={"gamma": 0.001}, tags={"project": "digits"})
         q.submit(NOTEBOOKS_DIR / "detection.ipynb", {"n_scenes": 2}, after=[r.id for r in sweep])
-    drained = cli(home, "drain", timeout=600)
-    assert drained.returncode == 0, drained.stderr
+    drained = runtool(home, "drain", timeout=600)
+    assert drained.code == 0, drained.err
     with RunQueue(home) as q:
         assert all(q.get(r.id).status is Status.SUCCEEDED for r in sweep)
     port = free_port()
     log = base / "dashboard.log"
     server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
-                   _env(base / "jupyter"), log)
+                   jupyter_env(base / "jupyter", "alice"), log)
     try:
         url = wait_for(lambda: re.search(r"at (http://\S+)", log.read_text()), 60, what="the dashboard URL").group(1)
         yield home, url, [r.id for r in sweep]

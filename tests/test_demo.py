@@ -37,6 +37,7 @@ def test_demo_trains_then_detects_through_the_queue(home):
     assert "recall 0.9" in text and str(detect_dir / "preview.png").rsplit("/", 1)[0] in text
 
 
+@pytest.mark.kernel
 def test_demo_shows_progress_while_runs_execute(home):
     lines: list[str] = []
     q = RunQueue(home)
@@ -72,6 +73,7 @@ def test_demo_checks_the_notebooks_packages_before_submitting(home, tmp_path):
     assert q.count() == 0 and lines == []
 
 
+@pytest.mark.kernel
 def test_demo_prints_a_failed_attempt_as_it_happens(home, tmp_path):
     from helpers import notebook, write_config
 

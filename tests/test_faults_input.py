@@ -321,7 +321,7 @@ def papermill_value(name: str, text: str) -> Any:
 
 def fits(type_name: str, value: Any) -> bool:
     """Whether a -p value is accepted for a parameter declared with this type (DESIGN 5)."""
-    if type_name == "float":
+    if type_name in ("float", "int"):  # an int-declared parameter takes a float too, as in papermill
         return type(value) in (int, float) and math.isfinite(value)
     return type(value).__name__ == type_name
 
@@ -329,7 +329,7 @@ def fits(type_name: str, value: Any) -> bool:
 @FUZZ
 @given(pairs=st.lists(st.tuples(st.one_of(st.sampled_from(DECLARED), NASTY), NASTY), max_size=3))
 @example(pairs=[("flag", "True"), ("n", "3"), ("x", "2"), ("label", "None")])  # accepted, typed
-@example(pairs=[("n", "2.5")])  # refused: a float for an int
+@example(pairs=[("n", "2.5")])  # accepted: a float for an int
 @example(pairs=[("fail", "None"), ("fail", "False")])  # the last one wins
 def test_fuzz_cli_parameters(fuzz_home, pairs):
     home, job = fuzz_home

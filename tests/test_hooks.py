@@ -27,6 +27,7 @@ def hook_config(home: Path, command: str, timeout: str = "30s") -> None:
     write_config(home, f'retry_base_delay = "1h"\n[hooks]\non_finish = {json.dumps(command)}\ntimeout = "{timeout}"\n')
 
 
+@pytest.mark.kernel
 def test_hook_runs_once_per_finished_run_with_the_run_in_its_environment(home, tmp_path, no_leftovers):
     seen = tmp_path / "seen.jsonl"
     hook_config(home, "python3 -c 'import json, os; print(json.dumps({k: v for k, v in os.environ.items() "
@@ -52,6 +53,7 @@ def test_hook_runs_once_per_finished_run_with_the_run_in_its_environment(home, t
     assert "[runtool] exited with 0" in (Path(q.get(ok.id).run_dir) / "hook.log").read_text()
 
 
+@pytest.mark.kernel
 def test_a_failing_hook_is_logged_and_changes_nothing(home, job, no_leftovers):
     hook_config(home, "echo about to fail; exit 3")
     q = RunQueue(home)
@@ -63,6 +65,7 @@ def test_a_failing_hook_is_logged_and_changes_nothing(home, job, no_leftovers):
     assert log.read_text().startswith("about to fail\n")
 
 
+@pytest.mark.kernel
 def test_a_hanging_hook_is_ended_after_its_timeout_without_holding_up_the_worker(home, job, tmp_path,
                                                                                  no_leftovers):
     hook_config(home, f"echo $$ > {tmp_path}/hook.$RUNTOOL_RUN_ID.pid; exec sleep 300", timeout="2s")
@@ -79,6 +82,7 @@ def test_a_hanging_hook_is_ended_after_its_timeout_without_holding_up_the_worker
     wait_for(lambda: second_log.exists() and "timed out" in second_log.read_text(), what="the second hook's timeout")
 
 
+@pytest.mark.kernel
 def test_hook_through_the_cli_drain(home, job, tmp_path):
     marker = tmp_path / "marker"
     hook_config(home, f'echo "$RUNTOOL_RUN_ID $RUNTOOL_STATUS" > {marker}')
@@ -100,6 +104,7 @@ def test_bad_hooks_table_is_one_line(home, table, message):
     assert result.code == 2 and message in result.err and result.err.count("\n") == 1, result.err
 
 
+@pytest.mark.kernel
 def test_a_hanging_hook_holds_neither_the_executor_lock_nor_the_drains_output(home, job, tmp_path):
     hook_config(home, "exec sleep 300", timeout="3s")
     RunQueue(home).submit(job)
@@ -125,6 +130,7 @@ def test_a_hanging_hook_holds_neither_the_executor_lock_nor_the_drains_output(ho
         assert listing.communicate(timeout=60)[0].count("succeeded") == 2
 
 
+@pytest.mark.kernel
 def test_hook_of_a_run_that_could_not_start(home, tmp_path, no_leftovers):
     marker = tmp_path / "marker"
     hook_config(home, f'echo "$RUNTOOL_RUN_ID $RUNTOOL_STATUS $(pwd)" > {marker}')

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from helpers import notebook, runtool
 from runtool import RunQueue, Status
 from runtool.metrics import read_metrics, scraps
@@ -29,6 +31,7 @@ def drain(q: RunQueue) -> tuple[int, str]:
     return Worker(q, [], limits=Limits()).drain()
 
 
+@pytest.mark.kernel
 def test_metrics_come_from_metrics_json_and_scraps(home, tmp_path, no_leftovers):
     nb = notebook(tmp_path / "scored.ipynb", parameters=PARAMETERS, body=[GLUE, WRITE, FAIL])
     q = RunQueue(home)
@@ -55,6 +58,7 @@ def test_metrics_come_from_metrics_json_and_scraps(home, tmp_path, no_leftovers)
     assert q.get(failed.id).metrics == {}
 
 
+@pytest.mark.kernel
 def test_a_run_that_records_nothing_has_empty_metrics(q, job, no_leftovers):
     run = q.submit(job)
     drain(q)
@@ -73,6 +77,7 @@ def test_unreadable_metrics_are_ignored(tmp_path):
     assert read_metrics(tmp_path / "missing") == {}
 
 
+@pytest.mark.kernel
 def test_the_example_notebooks_record_their_metrics(home, no_leftovers):
     from runtool.config import NOTEBOOKS_DIR
 
@@ -87,6 +92,7 @@ def test_the_example_notebooks_record_their_metrics(home, no_leftovers):
     assert {"precision", "recall", "mAP", "n_scenes"} <= set(detected.metrics)
 
 
+@pytest.mark.kernel
 def test_reconcile_records_the_metrics_of_a_run_whose_worker_died(home, tmp_path, no_leftovers):
     nb = notebook(tmp_path / "scored.ipynb", parameters=PARAMETERS, body=[WRITE])
     run = RunQueue(home).submit(nb)

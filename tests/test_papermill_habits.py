@@ -50,6 +50,7 @@ def run_body(q: RunQueue, tmp_path, name: str, body: list[str], retries: int = 0
     return q.get(run.id, history=True)
 
 
+@pytest.mark.kernel
 def test_sys_exit_follows_papermill(q, tmp_path, no_leftovers):
     ok = run_body(q, tmp_path, "exit0", ["import sys\nsys.exit(0)", "print('after')"])
     assert ok.status is Status.SUCCEEDED and ok.error is None
@@ -60,6 +61,7 @@ def test_sys_exit_follows_papermill(q, tmp_path, no_leftovers):
     assert (said.error["type"], said.error["message"]) == ("SystemExit", "no data for today")
 
 
+@pytest.mark.kernel
 def test_unknown_magic_keeps_ipythons_usage_error_and_fails_at_once(q, tmp_path, no_leftovers):
     run = run_body(q, tmp_path, "magic", ["x = 1", "%definitely_not_a_magic 3"], retries=3)
     assert run.status is Status.FAILED and run.attempt == 1
@@ -69,23 +71,27 @@ def test_unknown_magic_keeps_ipythons_usage_error_and_fails_at_once(q, tmp_path,
     assert run.history[-1]["reason"].endswith("not retried: UsageError is in no_retry")
 
 
+@pytest.mark.kernel
 def test_cell_magic_error_keeps_its_type(q, tmp_path, no_leftovers):
     run = run_body(q, tmp_path, "bash", ["%%bash\nexit 3"])
     assert run.error["type"] == "CalledProcessError"
     assert "exit status 3" in run.error["message"]
 
 
+@pytest.mark.kernel
 def test_kernel_death_is_recorded_as_such(q, tmp_path, no_leftovers):
     run = run_body(q, tmp_path, "die", ["import os\nos._exit(1)"])
     assert run.status is Status.FAILED
     assert (run.error["type"], run.error["message"]) == ("DeadKernelError", "Kernel died")
 
 
+@pytest.mark.kernel
 def test_notebook_without_parameters_cell_runs_without_parameters(q, tmp_path, no_leftovers):
     run = run_body(q, tmp_path, "plain", ["print('plain')"])
     assert run.status is Status.SUCCEEDED
 
 
+@pytest.mark.kernel
 def test_name_error_fails_at_once_and_says_why(q, tmp_path, no_leftovers):
     run = run_body(q, tmp_path, "typo", ["print(undefined_name)"], retries=3)
     assert (run.status, run.attempt, run.error["type"]) == (Status.FAILED, 1, "NameError")
@@ -96,6 +102,7 @@ def test_name_error_fails_at_once_and_says_why(q, tmp_path, no_leftovers):
     assert (missing.status, missing.error["type"]) == (Status.FAILED, "ModuleNotFoundError")
 
 
+@pytest.mark.kernel
 def test_other_errors_still_retry_and_no_retry_is_a_setting(home, tmp_path, no_leftovers):
     write_config(home, 'retry_base_delay = "1h"\nno_retry = ["ValueError"]\n')
     q = RunQueue(home)

@@ -145,9 +145,8 @@ def test_refused_values(type_name, default, value, says):
     assert says in str(refused.value)
 
 
-@pytest.mark.xfail(strict=True, reason="DESIGN 5: an int-declared parameter accepts a float value "
-                                       "(threshold = 1 then -p threshold 0.5); params.check_value refuses it")
 def test_a_float_for_an_int_parameter_is_accepted():
+    """DESIGN 5: threshold = 1, then -p threshold 0.5 (as papermill passes it)."""
     assert check_value(Parameter("threshold", "int", 1), 0.5) == 0.5
 
 

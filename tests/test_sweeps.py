@@ -65,6 +65,7 @@ def test_api_sweep_validates_every_run_before_storing_any(q, job):
     assert q.count() == before
 
 
+@pytest.mark.kernel
 def test_report_after_a_whole_sweep_waits_for_every_parent(home, job, tmp_path, no_leftovers):
     q = RunQueue(home)
     runs = q.sweep(job, grid={"n": [1, 2, 3]})
@@ -85,6 +86,7 @@ def test_report_after_a_whole_sweep_waits_for_every_parent(home, job, tmp_path, 
     assert done.metrics == {"total": 6}
 
 
+@pytest.mark.kernel
 def test_fan_in_is_cancelled_when_one_parent_fails_on_success(q, job, no_leftovers):
     good = q.submit(job)
     bad = q.submit(job, {"fail": True}, retries=0)
