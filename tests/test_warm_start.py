@@ -32,9 +32,10 @@ PROBE_BODY = [
     "start_token = environ.get(b'RUNTOOL_RUN_TOKEN', b'').decode()",
     "grandchild = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
     "open(os.path.join(run_dir, 'grandchild.pid'), 'w').write(str(grandchild.pid))\n"
-    "with open(os.path.join(run_dir, 'probe.json'), 'w') as f:\n"
+    "with open(os.path.join(run_dir, 'probe.tmp'), 'w') as f:\n"
     "    json.dump({'n': n, 'pid': os.getpid(), 'cwd': os.getcwd(), 'seen': seen, 'start_token': start_token,\n"
     "               'token': os.environ.get('RUNTOOL_RUN_TOKEN'), 'child_token': child_token}, f)\n"
+    "os.replace(os.path.join(run_dir, 'probe.tmp'), os.path.join(run_dir, 'probe.json'))  # whole or absent\n"
     "time.sleep(sleep)",
 ]
 
