@@ -41,6 +41,21 @@ _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
+DATABASE_URL_VAR = "RUNTOOL_DATABASE_URL"
+#: How runtool knows who acts: the environment ($RUNTOOL_USER, ...) or the database's session_user.
+IDENTITIES = ("os", "database")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The `[store]` table: where runs are recorded (section 11 of DESIGN.md)."""
+
+    url: str | None = None
+    """A PostgreSQL URL (libpq); None: `runtool.db` in the home (SQLite)."""
+    identity: str = "os"
+    """"database": the acting user is the database's session_user (PostgreSQL only)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     retries: int = 3
@@ -67,6 +82,8 @@ class Settings:
     """Shell command run once per finished run ([hooks] on_finish); None: none."""
     hook_timeout: float = 60.0
     """Seconds the on_finish hook may take before it is ended ([hooks] timeout)."""
+    store: StoreSettings = field(default_factory=StoreSettings)
+    """Where runs are recorded; $RUNTOOL_DATABASE_URL overrides its url."""
 
 
 def check_queue_name(name: str) -> str:
@@ -153,6 +170,8 @@ def _settings_from(data: dict[str, Any], path: str) -> Settings:
             values[key] = tuple(value)
         elif key == "hooks":
             values.update(_hooks(path, value))
+        elif key == "store":
+            values[key] = _store(path, value)
         else:
             raise ConfigError(path, key, "unknown setting")
     settings = Settings(**values)
@@ -217,3 +236,34 @@ def _hooks(path: str, value: Any) -> dict[str, Any]:
         else:
             raise ConfigError(path, f"hooks.{key}", "unknown setting (expected on_finish or timeout)")
     return result
+
+
+def _store(path: str, value: Any) -> StoreSettings:
+    if not isinstance(value, dict):
+        raise ConfigError(path, "store", "expected a table")
+    url, identity = value.get("url"), value.get("identity", "os")
+    for key in value:
+        if key not in ("url", "identity"):
+            raise ConfigError(path, f"store.{key}", "unknown setting")
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(path, "store.url", "expected a PostgreSQL URL (postgresql://...)")
+        if _has_password(url):
+            raise ConfigError(path, "store.url", "holds a password: use ~/.pgpass or PGPASSWORD instead")
+    if identity not in IDENTITIES:
+        raise ConfigError(path, "store.identity", "expected \"os\" or \"database\"")
+    if identity == "database" and url is None and not os.environ.get(DATABASE_URL_VAR):
+        raise ConfigError(path, "store.identity", "\"database\" needs a PostgreSQL store (store.url)")
+    return StoreSettings(url=url, identity=identity)
+
+
+def _has_password(url: str) -> bool:
+    """Whether a libpq URL carries a password (user:password@ or password=)."""
+    rest = url.split("://", 1)[1]
+    userinfo = rest.split("@", 1)[0] if "@" in rest.split("/", 1)[0] else ""
+    return ":" in userinfo or re.search(r"[?&]password=", url) is not None
+
+
+def database_url(settings: Settings) -> str | None:
+    """$RUNTOOL_DATABASE_URL, else `[store] url`; None: the SQLite store."""
+    return os.environ.get(DATABASE_URL_VAR) or settings.store.url

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import sqlite_schema
-from .config import DB_FILE, RUNS_DIR, Settings
+from .config import DB_FILE, RUNS_DIR, Settings, database_url
 from .durations import iso, parse_duration
 from .errors import InvalidInput, RunNotFound, StoreUnavailable
 from .models import FINISHED, LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
@@ -29,6 +29,8 @@ BUSY_TIMEOUT_S = 60.0
 """Seconds a write waits for another connection's lock before giving up."""
 #: Overrides BUSY_TIMEOUT_S (a duration: `5`, `5s`, `2m`); the fault tests set it to seconds.
 BUSY_TIMEOUT_VAR = "RUNTOOL_BUSY_TIMEOUT"
+WAKE_CHECK_S = 0.1
+"""How often an idle SQLite worker checks whether another process committed."""
 
 
 class Tx(Protocol):
@@ -107,6 +109,10 @@ class Store(Protocol):
     def change_marker(self) -> int:
         """A number that changes when another connection commits (to wake idle workers)."""
 
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for another connection to commit a change that may
+        make a run runnable; True as soon as one may have (a spurious True is harmless)."""
+
     def paused(self) -> dict[str, str]:
         """Paused queue ("*": every queue) -> who paused it."""
 
@@ -132,9 +138,24 @@ class Store(Protocol):
 
 
 def open_store(home: Path, settings: Settings) -> Store:
-    """The store of `home`: `runtool.db` in it (SQLite). Further stores plug in here."""
-    del settings  # the [store] table of runtool.toml will choose among stores
+    """The store of `home`: the PostgreSQL database of $RUNTOOL_DATABASE_URL or of
+    `[store] url` in its runtool.toml, else `runtool.db` in it (SQLite)."""
+    url = database_url(settings)
+    if url:
+        try:
+            from .pg_store import PostgresStore
+        except ImportError:
+            raise StoreUnavailable(f"{describe_url(url)}: PostgreSQL needs psycopg:"
+                                   " pip install 'runtool[postgres]'") from None
+        return PostgresStore(url, home / RUNS_DIR)
     return SQLiteStore(home / DB_FILE, home / RUNS_DIR)
+
+
+def describe_url(url: str) -> str:
+    """A database URL as errors name it: scheme, host and path, never a password."""
+    scheme, _, rest = url.partition("://")
+    host = rest.rpartition("@")[2]
+    return f"database {scheme}://{host}"
 
 
 # -- SQLite -------------------------------------------------------------------------
@@ -174,6 +195,7 @@ class SQLiteStore:
         self.runs_dir = runs_dir
         self._runs_prefix = f"{runs_dir}/"
         self.busy_timeout = busy_timeout()
+        self._marker: int | None = None
         with self._errors():
             self._conn = sqlite3.connect(
                 db_path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -368,6 +390,21 @@ class SQLiteStore:
     def change_marker(self) -> int:
         with self._errors():
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Polls data_version (it changes when another connection commits) every WAKE_CHECK_S."""
+        if self._marker is None:
+            self._marker = self.change_marker()
+        until = time.monotonic() + timeout
+        while True:
+            marker = self.change_marker()
+            if marker != self._marker:
+                self._marker = marker
+                return True
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(WAKE_CHECK_S, left))
 
     def paused(self) -> dict[str, str]:
         with self._errors():

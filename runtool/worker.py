@@ -37,8 +37,10 @@ log = logging.getLogger("runtool.worker")
 #: run's timeout, a second signal to the worker, or a cancel from elsewhere.
 Verdict = Literal["exited", "timeout", "stopped", "cancelled"]
 HEARTBEAT_S = 5.0
-#: How often an idle worker checks whether another process committed (a submission).
+#: How often a sleeping worker checks for signals (the store wakes it for new work).
 WAKE_CHECK_S = 0.1
+#: The longest one wait for the store's news lasts before signals are checked.
+WAKE_SLICE_S = 0.25
 RETENTION_EVERY_S = 3600.0
 #: Seconds between two tries while the store is unavailable (locked, read-only, disk full).
 STORE_RETRY_S = 5.0
@@ -168,11 +170,12 @@ class Worker:
         due = self.q.store.next_due(now)
         # monotonic from here: the store's clock only says how far off the next due run is
         until = time.monotonic() + (self.poll if due is None else min(self.poll, due - now))
-        marker = self.q.store.change_marker()
+        if self.q.store.wait_for_change(0):  # news since the last look (this also starts listening)
+            return
         self._check_ahead()
         while not self.stopping and time.monotonic() < until:
-            time.sleep(min(WAKE_CHECK_S, max(0.0, until - time.monotonic())))
-            if self.q.store.change_marker() != marker:
+            # in slices, so that a signal is noticed within one
+            if self.q.store.wait_for_change(min(WAKE_SLICE_S, max(0.0, until - time.monotonic()))):
                 return
 
     def _execute_next(self) -> Run | None:

@@ -7,18 +7,53 @@ from pathlib import Path
 import psutil
 import pytest
 
+import pg
 from helpers import notebook
 from runtool import RunQueue
+
+#: The stores a test marked `both_stores` runs on.
+STORES = ("sqlite", "postgres")
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("RUNTOOL_HOME", "RUNTOOL_USER", "JUPYTERHUB_USER", "RUNTOOL_TEST_CRASH_AT"):
+    for var in ("RUNTOOL_HOME", "RUNTOOL_USER", "JUPYTERHUB_USER", "RUNTOOL_TEST_CRASH_AT", "RUNTOOL_DATABASE_URL"):
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the session (tests/pg.py). Skipped when none can
+    start, except under CI (`CI` set), where that fails the tests that need it."""
+    try:
+        server = pg.start()
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL server cannot start: {exc}")
+        pytest.skip(f"PostgreSQL server cannot start: {exc}")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """"sqlite", or each of STORES for tests marked `both_stores`."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, store_kind: str, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """For the postgres store, a fresh database, selected by $RUNTOOL_DATABASE_URL (which
+    the commands the test starts inherit); None for SQLite."""
+    if store_kind != "postgres":
+        return None
+    url = request.getfixturevalue("pg_server").new_database()
+    monkeypatch.setenv("RUNTOOL_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def home(tmp_path: Path, database_url: str | None) -> Path:
     return tmp_path / "home"
 
 
@@ -50,6 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives the dashboard in headless Chromium")
     config.addinivalue_line("markers", "slow: long-running concurrency or crash test")
     config.addinivalue_line("markers", "kernel: starts a Jupyter kernel (executes runs, workers, Voila)")
+    config.addinivalue_line("markers", "both_stores: runs once on SQLite and once on PostgreSQL")
+    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     if os.environ.get("RUNTOOL_TEST_NO_KERNEL"):
         _KERNEL_WATCH.start()
@@ -108,6 +145,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 #: Fixtures that execute runs (or serve Voila) to prepare a home: a test using one starts kernels.
 KERNEL_FIXTURES = {"template", "guarded", "homes", "served"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+        metafunc.parametrize("store_kind", STORES, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,6 +16,8 @@ from runtool.cleanup import apply_retention
 from runtool.processes import alive
 from runtool.worker import Worker
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def homes(home: Path, job: Path):

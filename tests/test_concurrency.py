@@ -14,7 +14,7 @@ import pytest
 from helpers import PYTHON, markers, spawn, wait_for
 from runtool import RunQueue, Status
 
-pytestmark = [pytest.mark.slow, pytest.mark.kernel]
+pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.both_stores]
 
 
 def assert_once_and_never_overlapping(q: RunQueue, marks: list[dict], expected_ids: set[int]) -> None:

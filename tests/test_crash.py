@@ -12,7 +12,7 @@ from helpers import LONG_BODY, LONG_PARAMETERS, kernel_started, markers, noteboo
 from runtool import RunQueue, Status
 from runtool.processes import alive
 
-pytestmark = [pytest.mark.slow, pytest.mark.kernel]
+pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.both_stores]
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from helpers import markers, notebook, runtool, wait_for, write_config
 from runtool import RunQueue, Status
 from runtool.worker import Limits, Worker
 
+pytestmark = pytest.mark.both_stores
+
 
 def drain(q: RunQueue, queues: list[str] | None = None, **limits) -> tuple[int, str]:
     return Worker(q, queues or [], limits=Limits(**limits)).drain()

@@ -9,6 +9,8 @@ import pytest
 from helpers import cli, notebook, runtool, write_config
 from runtool import InvalidInput, RunQueue, Status
 
+pytestmark = pytest.mark.both_stores
+
 
 def test_submit_prints_id_and_stores_a_waiting_run(home, job):
     code, out, err = cli(home, "submit", str(job), "-p", "n", "5", "-p", "label", "7",

@@ -1,0 +1,532 @@
+"""The PostgreSQL store: the `queue.Store` interface over a database shared by machines.
+
+One autocommit connection for reads and short explicit transactions (never one open while a
+run executes), and, for an idle worker, a second one that LISTENs for the notifications that
+submit, retry, resume and a continuation becoming runnable send in their own transactions.
+Every time stamped on a run comes from the server's clock. A connection found lost is
+opened again: at once where redoing the statement is harmless (reads, heartbeats, a
+transaction that had not begun), else on the next call after `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from . import pg_schema
+from .errors import InvalidInput, Refused, StoreUnavailable
+from .models import FINISHED, LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
+from .durations import iso
+
+CONNECT_TIMEOUT_S = 10
+"""Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
+
+_NOW = "extract(epoch from now())::float8"
+_RUNNABLE = f"""status = 'waiting' AND ready AND (not_before IS NULL OR not_before <= {_NOW})
+    AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
+_HISTORY = """INSERT INTO history (run_id, seq, status, at, "by", reason, error) VALUES
+    (%(id)s, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = %(id)s),
+     %(status)s, %(at)s, %(by)s, %(reason)s, %(error)s)"""
+#: Server-side sqlstates of a session the server ended (terminated, shut down, crashed,
+#: starting up): the statement that meets one was never carried out.
+_SESSION_ENDED = ("57P01", "57P02", "57P03")
+T = TypeVar("T")
+
+
+def describe(url: str) -> str:
+    """The server and database of `url` as errors name them, never with a password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "PostgreSQL (unparsable URL)"
+    user = info.get("user") or os.environ.get("PGUSER") or ""
+    host = info.get("host") or os.environ.get("PGHOST") or "localhost"
+    port = info.get("port") or os.environ.get("PGPORT") or "5432"
+    db = info.get("dbname") or os.environ.get("PGDATABASE") or user
+    return f"database postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def _line(exc: BaseException) -> str:
+    """A driver error as one line: libpq's messages span several."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text.replace("connection failed: ", "", 1) or type(exc).__name__
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL, which SQLite stores: keep it visible instead."""
+    return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
+
+
+class PostgresStore:
+    """Runs in a PostgreSQL database (schema made or migrated on first open)."""
+
+    def __init__(self, url: str, runs_dir: Path, application_name: str = "runtool") -> None:
+        self.url = url
+        self.where = describe(url)
+        self.runs_dir = runs_dir
+        self._runs_prefix = f"{runs_dir}/"
+        self.application_name = f"{application_name} {os.getpid()}"
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._listened = False
+        self._marker = 0
+        conn = self._connection()
+        with self._errors():
+            pg_schema.prepare(conn, self.where)
+
+    # -- connections ---------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"application_name": self.application_name}
+        try:
+            if "connect_timeout" not in conninfo_to_dict(self.url):
+                kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
+
+    def _connection(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._drop()
+            self._conn = self._connect()
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
+
+    def close(self) -> None:
+        self._drop()
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except psycopg.Error:
+                pass
+            self._listener = None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except pgerrors.InsufficientPrivilege as exc:
+            raise Refused(f"{self.where}: {_line(exc)}") from None
+        except (pgerrors.DataError, UnicodeEncodeError) as exc:
+            raise InvalidInput(f"bad text: {_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
+
+    def _call(self, work: Callable[[psycopg.Connection[dict[str, Any]]], T], redo: bool = True) -> T:
+        """`work` on the connection; on a lost connection, once more on a new one when
+        `redo` (harmless to repeat) or when the server said it had ended the session."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                with self._errors():
+                    try:
+                        return work(conn)
+                    except psycopg.OperationalError as exc:
+                        lost = conn.closed or conn.broken
+                        if attempt == 1 and lost and (redo or exc.sqlstate in _SESSION_ENDED):
+                            self._drop()
+                            continue
+                        raise
+            finally:
+                if self._conn is not None and self._conn.broken:
+                    self._drop()
+        raise AssertionError("unreachable")
+
+    def _one(self, query: str, args: Any = None, redo: bool = True) -> dict[str, Any] | None:
+        return self._call(lambda c: c.execute(query, args).fetchone(), redo)  # type: ignore[arg-type]
+
+    def _all(self, query: str, args: Any = None) -> builtins.list[dict[str, Any]]:
+        return self._call(lambda c: c.execute(query, args).fetchall())  # type: ignore[arg-type]
+
+    def now(self) -> float:
+        row = self._one("SELECT extract(epoch from clock_timestamp())::float8 AS now")
+        assert row is not None
+        return float(row["now"])
+
+    def session_user(self) -> str:
+        """The role the server authenticated (the acting user with identity = "database")."""
+        row = self._one("SELECT session_user AS who")
+        assert row is not None
+        return str(row["who"])
+
+    @contextmanager
+    def write(self, durable: bool = True) -> Iterator[_PostgresTx]:
+        conn, now = self._begin()
+        with self._errors():
+            try:
+                if not durable:  # heartbeats and pids: a power cut may lose them (as on SQLite)
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                yield _PostgresTx(self, conn, now)
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    self._drop()
+                raise
+            conn.execute("COMMIT")
+
+    def _begin(self) -> tuple[psycopg.Connection[dict[str, Any]], float]:
+        """BEGIN and the transaction's time; a connection found lost is replaced once,
+        nothing having been done on it."""
+        def begin(conn: psycopg.Connection[dict[str, Any]]) -> tuple[psycopg.Connection[dict[str, Any]], float]:
+            conn.execute("BEGIN")
+            row = conn.execute(f"SELECT {_NOW} AS now").fetchone()  # type: ignore[arg-type]
+            assert row is not None
+            return conn, float(row["now"])
+        return self._call(begin)
+
+    # -- notifications (idle workers) ---------------------------------------------
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for a notification; True if one came, or if the listening
+        connection was (re)opened, when anything may have been missed."""
+        if self._listener is None or self._listener.closed or self._listener.broken:
+            self._listener = None
+            try:
+                listener = psycopg.connect(self.url, autocommit=True,
+                                           application_name=f"{self.application_name} listen",
+                                           connect_timeout=CONNECT_TIMEOUT_S)
+                listener.execute(f"LISTEN {pg_schema.CHANNEL}")
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
+            self._listener = listener
+            return True
+        try:
+            got = any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+            if got:  # take the rest of a burst now: one look serves them all
+                for _ in self._listener.notifies(timeout=0):
+                    pass
+        except psycopg.Error:
+            try:
+                self._listener.close()
+            except psycopg.Error:
+                pass
+            self._listener = None
+            return True
+        if got:
+            self._marker += 1
+        return got
+
+    def change_marker(self) -> int:
+        """Counts the notifications seen by `wait_for_change` (SQLite: its data_version)."""
+        if self._listener is not None:
+            self.wait_for_change(0)
+        return self._marker
+
+    # -- reading ------------------------------------------------------------------
+
+    def row_to_run(self, row: dict[str, Any]) -> Run:
+        return Run(
+            id=row["id"], notebook=row["notebook"], kind=row["kind"], queue=row["queue"],
+            priority=row["priority"], status=Status(row["status"]),
+            parameters=json.loads(row["parameters"]), tags=json.loads(row["tags"]),
+            attempt=row["attempt"], max_attempts=row["max_attempts"], timeout_s=row["timeout_s"],
+            kernel=row["kernel"], output_copy=row["output_copy"], created_at=row["created_at"],
+            not_before=row["not_before"], started_at=row["started_at"],
+            finished_at=row["finished_at"], heartbeat_at=row["heartbeat_at"],
+            after=list(row["after_ids"] or []), after_on=row["after_on"], ready=row["ready"],
+            submitted_by=row["submitted_by"], worker=row["worker"], worker_pid=row["worker_pid"],
+            worker_ctime=row["worker_ctime"], runner_pid=row["runner_pid"],
+            runner_ctime=row["runner_ctime"], kernel_pid=row["kernel_pid"],
+            kernel_ctime=row["kernel_ctime"], progress_done=row["progress_done"],
+            progress_total=row["progress_total"],
+            error=json.loads(row["error"]) if row["error"] else None,
+            machine=row["machine"], metrics=json.loads(row["metrics"]),
+            run_dir=f"{self._runs_prefix}{row['id']}",
+        )
+
+    def get(self, run_id: int) -> Run:
+        from .errors import RunNotFound
+
+        row = self._one("SELECT * FROM runs WHERE id = %s", (run_id,))
+        if row is None:
+            raise RunNotFound(run_id)
+        return self.row_to_run(row)
+
+    def history(self, run_id: int) -> builtins.list[HistoryEntry]:
+        rows = self._all('SELECT status, at, "by", reason, error FROM history WHERE run_id = %s ORDER BY seq',
+                         (run_id,))
+        return [
+            {"status": r["status"], "at": iso(r["at"]) or "", "by": r["by"], "reason": r["reason"],
+             "error": json.loads(r["error"]) if r["error"] else None}
+            for r in rows
+        ]
+
+    def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
+        clause, args = _filters(where)
+        rows = self._all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
+                         (*args, limit, offset))
+        return [self.row_to_run(r) for r in rows]
+
+    def count(self, where: RunFilter) -> int:
+        clause, args = _filters(where)
+        row = self._one(f"SELECT COUNT(*) AS n FROM runs {clause}", args)
+        return int(row["n"]) if row else 0
+
+    def counts(self, now: float) -> dict[str, int]:
+        result = dict.fromkeys(LABELS, 0)
+        for row in self._all("SELECT status, COUNT(*) AS n FROM runs GROUP BY status"):
+            if row["status"] != Status.WAITING:
+                result[row["status"]] = row["n"]
+        row = self._one(
+            """SELECT
+                 COUNT(*) FILTER (WHERE ready AND attempt = 0 AND (not_before IS NULL OR not_before <= %(now)s)) AS w,
+                 COUNT(*) FILTER (WHERE ready AND attempt = 0 AND not_before > %(now)s) AS s,
+                 COUNT(*) FILTER (WHERE NOT ready) AS a,
+                 COUNT(*) FILTER (WHERE ready AND attempt > 0) AS r
+               FROM runs WHERE status = 'waiting'""",
+            {"now": now},
+        )
+        assert row is not None
+        result["waiting"], result["scheduled"], result["awaiting"], result["retrying"] = (
+            row["w"], row["s"], row["a"], row["r"])
+        return result
+
+    def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
+        # a loose index scan: one index probe per distinct value instead of reading every run
+        def distinct(column: str) -> builtins.list[str]:
+            rows = self._all(
+                f"""WITH RECURSIVE d AS (
+                      (SELECT {column} AS v FROM runs ORDER BY {column} LIMIT 1)
+                      UNION ALL
+                      SELECT (SELECT {column} FROM runs WHERE {column} > d.v ORDER BY {column} LIMIT 1)
+                      FROM d WHERE d.v IS NOT NULL)
+                    SELECT v FROM d WHERE v IS NOT NULL ORDER BY v COLLATE "C" """)
+            return [r["v"] for r in rows]
+        return distinct("kind"), distinct("queue")
+
+    def processing(self) -> builtins.list[Run]:
+        rows = self._all("SELECT * FROM runs WHERE status = 'processing' ORDER BY id")
+        return [self.row_to_run(r) for r in rows]
+
+    def has_runnable(self, queues: Sequence[str], now: float) -> bool:
+        query = f"SELECT 1 AS one FROM runs WHERE {_RUNNABLE.replace(_NOW, '%(now)s')}"
+        args: dict[str, Any] = {"now": now}
+        if queues:
+            query += " AND queue = ANY(%(queues)s)"
+            args["queues"] = list(queues)
+        return self._one(query + " LIMIT 1", args) is not None
+
+    def next_due(self, now: float) -> float | None:
+        row = self._one("SELECT MIN(not_before) AS due FROM runs WHERE status = 'waiting' AND ready"
+                        " AND not_before > %s", (now,))
+        return row["due"] if row else None
+
+    def paused(self) -> dict[str, str]:
+        return {r["queue"]: r["by"] for r in self._all('SELECT queue, "by" FROM paused')}
+
+    def finished_before(self, cutoff: float, statuses: Sequence[Status]) -> builtins.list[int]:
+        rows = self._all("SELECT id FROM runs WHERE finished_at < %s AND status = ANY(%s) ORDER BY id",
+                         (cutoff, [s.value for s in statuses]))
+        return [r["id"] for r in rows]
+
+    # -- the worker's writes ------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], claimant: Claimant) -> Run | None:
+        choices: Sequence[str | None] = list(queues) if queues else [None]
+        for queue in choices:
+            pick = f"SELECT id FROM runs WHERE {_RUNNABLE}"
+            if queue is not None:
+                pick += " AND queue = %(queue)s"
+            pick += " ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            # One statement, so one short transaction: the claim and its history row.
+            query = f"""WITH claimed AS (
+                  UPDATE runs SET status = 'processing', attempt = attempt + 1,
+                    started_at = {_NOW}, finished_at = NULL, heartbeat_at = {_NOW},
+                    worker = %(worker)s, machine = %(machine)s, worker_pid = %(pid)s,
+                    worker_ctime = %(ctime)s, runner_pid = NULL, runner_ctime = NULL,
+                    kernel_pid = NULL, kernel_ctime = NULL, progress_done = NULL,
+                    progress_total = NULL, error = NULL
+                  WHERE id = ({pick}) AND status = 'waiting' RETURNING *),
+                noted AS (
+                  INSERT INTO history (run_id, seq, status, at, "by", reason)
+                  SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = claimed.id),
+                    'processing', started_at, worker, 'attempt ' || attempt || ' of ' || max_attempts
+                  FROM claimed)
+                SELECT * FROM claimed"""
+            args = {"queue": queue, "worker": _text(claimant.name), "machine": _text(claimant.machine),
+                    "pid": claimant.pid, "ctime": claimant.ctime}
+            # not redone on a lost connection: the claim may have committed unseen
+            row = self._one(query, args, redo=False)
+            if row is not None:
+                return self.row_to_run(row)
+        return None
+
+    def record_processes(self, run_id: int, attempt: int, runner: tuple[int, float] | None,
+                         kernel: tuple[int, float] | None) -> None:
+        sets: builtins.list[str] = []
+        args: dict[str, float] = {"id": run_id, "attempt": attempt}
+        if runner:
+            sets.append("runner_pid = %(rp)s, runner_ctime = %(rc)s")
+            args.update(rp=runner[0], rc=runner[1])
+        if kernel:
+            sets.append("kernel_pid = %(kp)s, kernel_ctime = %(kc)s")
+            args.update(kp=kernel[0], kc=kernel[1])
+        if sets:
+            self._call(lambda c: c.execute(
+                f"UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s AND attempt = %(attempt)s"  # type: ignore[arg-type]
+                " AND status = 'processing'", args))
+
+    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None) -> None:
+        done, total = progress if progress is not None else (None, None)
+        self._call(lambda c: c.execute(
+            f"""UPDATE runs SET heartbeat_at = {_NOW}, progress_done = COALESCE(%s, progress_done),
+                  progress_total = COALESCE(%s, progress_total)
+                WHERE id = %s AND attempt = %s AND status = 'processing'""",  # type: ignore[arg-type]
+            (done, total, run_id, attempt)))
+
+    def pause(self, queue: str, by: str) -> None:
+        self._call(lambda c: c.execute(
+            f"""INSERT INTO paused (queue, at, "by") VALUES (%s, {_NOW}, %s)
+                ON CONFLICT (queue) DO UPDATE SET at = EXCLUDED.at, "by" = EXCLUDED."by" """,  # type: ignore[arg-type]
+            (queue, _text(by))))
+
+    def resume(self, queue: str | None) -> None:
+        with self.write() as tx:
+            if queue is None:
+                tx.c.execute("DELETE FROM paused")
+            else:
+                tx.c.execute("DELETE FROM paused WHERE queue = %s", (queue,))
+            tx.notify(queue or "*")
+
+
+class _PostgresTx:
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[dict[str, Any]], now: float) -> None:
+        self._store, self.c, self.now = store, conn, now
+
+    def notify(self, queue: str) -> None:
+        """Wake idle workers when this transaction commits (the server holds it until then)."""
+        self.c.execute("SELECT pg_notify(%s, %s)", (pg_schema.CHANNEL, queue))
+
+    def get(self, run_id: int) -> Run | None:
+        row = self.c.execute("SELECT * FROM runs WHERE id = %s", (run_id,)).fetchone()
+        return self._store.row_to_run(row) if row else None
+
+    def insert(self, new: NewRun, by: str, ready: bool) -> int:
+        row = self.c.execute(
+            """INSERT INTO runs (notebook, kind, queue, priority, status, parameters, tags,
+                 max_attempts, timeout_s, kernel, output_copy, created_at, not_before, after_ids,
+                 after_on, ready, submitted_by)
+               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               RETURNING id""",
+            (_text(new.notebook), new.kind, new.queue, new.priority, to_json(new.parameters),
+             to_json(new.tags), new.max_attempts, new.timeout_s, _text(new.kernel), _text(new.output_copy),
+             self.now, new.not_before, list(new.after) if new.after else None,
+             new.after_on, ready, _text(by)),
+        ).fetchone()
+        assert row is not None
+        run_id = int(row["id"])
+        if new.after:
+            self.c.execute("INSERT INTO run_parents (parent_id, child_id) SELECT unnest(%s::bigint[]), %s"
+                           " ON CONFLICT DO NOTHING", (list(new.after), run_id))
+        self._history(run_id, Status.WAITING, by, "submitted")
+        if ready:
+            self.notify(new.queue)
+        return run_id
+
+    def _history(self, run_id: int, status: Status, by: str, reason: str, error: Any = None) -> None:
+        self.c.execute(_HISTORY, {"id": run_id, "status": status.value, "at": self.now, "by": _text(by),
+                                  "reason": _text(reason), "error": to_json(error) if error else None})
+
+    def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
+               attempt: int | None = None) -> Run | None:
+        values: dict[str, Any] = {"status": change.to.value}
+        if change.to in FINISHED:
+            values["finished_at"] = self.now
+        if change.to is Status.WAITING:
+            values["not_before"] = change.not_before
+        if change.error is not None:
+            values["error"] = to_json(change.error)
+        if change.metrics is not None:
+            values["metrics"] = to_json(change.metrics)
+        assignments = [f"{k} = %(set_{k})s" for k in values]
+        if change.attempt == "uncount":
+            assignments.append("attempt = attempt - 1")
+        elif change.attempt == "reset":
+            assignments.append("attempt = 0, error = NULL, started_at = NULL, finished_at = NULL,"
+                               " progress_done = NULL, progress_total = NULL, ready = %(ready)s")
+        args: dict[str, Any] = {f"set_{k}": v for k, v in values.items()}
+        args.update({"id": run_id, "attempt": attempt, "ready": change.ready,
+                     "from": [s.value for s in from_statuses]})
+        query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = %(id)s AND status = ANY(%(from)s)"
+        if attempt is not None:
+            query += " AND attempt = %(attempt)s"
+        row = self.c.execute(query + " RETURNING *", args).fetchone()  # type: ignore[arg-type]
+        if row is None:
+            return None
+        self._history(run_id, change.to, change.by, change.reason, change.error)
+        if change.to is Status.WAITING and change.ready:
+            self.notify(row["queue"])
+        return self._store.row_to_run(row)
+
+    def parents(self, run_id: int) -> builtins.list[tuple[int, Status | None]]:
+        rows = self.c.execute(
+            """SELECT p.parent, r.status FROM unnest((SELECT after_ids FROM runs WHERE id = %s))
+                 WITH ORDINALITY AS p(parent, n) LEFT JOIN runs r ON r.id = p.parent ORDER BY p.n""",
+            (run_id,),
+        ).fetchall()
+        return [(r["parent"], Status(r["status"]) if r["status"] else None) for r in rows]
+
+    def awaiting_children(self, parent_id: int) -> builtins.list[int]:
+        rows = self.c.execute(
+            """SELECT r.id FROM run_parents p JOIN runs r ON r.id = p.child_id
+               WHERE p.parent_id = %s AND r.status = 'waiting' AND NOT r.ready ORDER BY r.id""",
+            (parent_id,),
+        ).fetchall()
+        return [r["id"] for r in rows]
+
+    def set_ready(self, run_id: int) -> None:
+        row = self.c.execute("UPDATE runs SET ready = true WHERE id = %s AND status = 'waiting' RETURNING queue",
+                             (run_id,)).fetchone()
+        if row is not None:
+            self.notify(row["queue"])
+
+    def remove(self, run_id: int, status: Status) -> bool:
+        row = self.c.execute("DELETE FROM runs WHERE id = %s AND status = %s RETURNING after_ids",
+                             (run_id, status.value)).fetchone()
+        if row is None:
+            return False
+        self.c.execute("DELETE FROM history WHERE run_id = %s", (run_id,))
+        self.c.execute("DELETE FROM run_parents WHERE child_id = %s", (run_id,))
+        return True
+
+
+def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
+    clauses: builtins.list[str] = []
+    args: builtins.list[Any] = []
+    if where.statuses:
+        clauses.append("status = ANY(%s)")
+        args.append([s.value for s in where.statuses])
+    if where.queue:
+        clauses.append("queue = %s")
+        args.append(where.queue)
+    if where.kind:
+        clauses.append("kind = %s")
+        args.append(where.kind)
+    if where.text:
+        text = _text(where.text) or ""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # ILIKE: SQLite's LIKE ignores case too
+        clauses.append(
+            "(notebook ILIKE %s ESCAPE '\\' OR parameters ILIKE %s ESCAPE '\\'"
+            " OR tags ILIKE %s ESCAPE '\\' OR id::text = %s)"
+        )
+        args.extend([pattern, pattern, pattern, text.strip()])
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
