@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast bench soak chromium lint clean
+.PHONY: setup demo test test-fast bench soak chromium postgresql lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[notebooks,test,bench]'
+	$(BIN)/pip install -q -e '.[notebooks,test,bench,postgres]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -25,6 +25,14 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "chromium missing: browser tests will be skipped"; fi; }
+
+# Debian's PostgreSQL server for the PostgreSQL store's tests (root on Debian; CI runs this).
+# The tests start their own throwaway server from its binaries; nothing is left running.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	  else echo "postgresql missing: PostgreSQL store tests will be skipped"; fi; }
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

@@ -9,7 +9,10 @@ later ones find the work done.
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
+from psycopg.rows import tuple_row
 
 from .errors import StoreUnavailable
 
@@ -59,15 +62,16 @@ INSERT INTO runtool_schema (version) VALUES (1)
 MIGRATIONS: dict[int, str] = {1: _V1}
 
 
-def prepare(conn: psycopg.Connection, where: str) -> None:
+def prepare(connection: psycopg.Connection[Any], where: str) -> None:
     """Create the schema in a new database, or migrate an older one; refuse a newer one.
 
     `conn` is in autocommit mode. Every step runs in one transaction holding the schema's
     advisory lock, which the server releases at commit or when the connection drops.
     """
+    conn = connection.cursor(row_factory=tuple_row)
     if _version(conn) == SCHEMA_VERSION:  # the common case: no lock, one query
         return
-    with conn.transaction():
+    with connection.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         version = _version(conn)  # again: another machine may have done it meanwhile
         if version > SCHEMA_VERSION:
@@ -81,23 +85,22 @@ def prepare(conn: psycopg.Connection, where: str) -> None:
         _group_roles(conn)
 
 
-def _version(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT to_regclass('runtool_schema') IS NOT NULL").fetchone()
-    if not row or not _first(row):
+def _version(conn: psycopg.Cursor[tuple[Any, ...]]) -> int:
+    # pg_tables, not to_regclass(): a plain query sees what committed while this session
+    # waited for the advisory lock; the catalog cache behind to_regclass() may not yet.
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+                       " AND tablename = 'runtool_schema')").fetchone()
+    if not row or not row[0]:
         return 0
     row = conn.execute("SELECT max(version) FROM runtool_schema").fetchone()
-    return int(_first(row) or 0) if row else 0
-
-
-def _first(row: object) -> object:
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]  # type: ignore[index]
+    return int(row[0] or 0) if row else 0
 
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _group_roles(conn: psycopg.Connection) -> None:
+def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
     """The group roles `runtool grant` hands out, with the rights each runtool role needs.
 
     Made only where the connecting role may create roles (a superuser or CREATEROLE);
@@ -107,7 +110,7 @@ def _group_roles(conn: psycopg.Connection) -> None:
     """
     row = conn.execute(
         "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()
-    if not row or not _first(row):
+    if not row or not row[0]:
         return
     for group in GROUP_ROLES.values():
         conn.execute(
@@ -115,7 +118,7 @@ def _group_roles(conn: psycopg.Connection) -> None:
             f" THEN CREATE ROLE {group} NOLOGIN; END IF; END $$")
     viewer, operator, admin = GROUP_ROLES["viewer"], GROUP_ROLES["operator"], GROUP_ROLES["admin"]
     schema = conn.execute("SELECT current_schema()").fetchone()
-    name = str(_first(schema))
+    name = str(schema[0]) if schema else "public"
     statements = [
         f'GRANT USAGE ON SCHEMA "{name}" TO {viewer}, {operator}, {admin}',
         f"GRANT SELECT ON runtool_schema, runs, history, paused, run_parents TO {viewer}, {operator}, {admin}",

@@ -53,7 +53,7 @@ def describe(url: str) -> str:
     host = info.get("host") or os.environ.get("PGHOST") or "localhost"
     port = info.get("port") or os.environ.get("PGPORT") or "5432"
     db = info.get("dbname") or os.environ.get("PGDATABASE") or user
-    return f"database postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
+    return f"database postgresql://{f'{user}@' if user else ''}{host}:{port}/{db}"
 
 
 def _line(exc: BaseException) -> str:
@@ -285,7 +285,7 @@ class PostgresStore:
         for row in self._all("SELECT status, COUNT(*) AS n FROM runs GROUP BY status"):
             if row["status"] != Status.WAITING:
                 result[row["status"]] = row["n"]
-        row = self._one(
+        waiting = self._one(
             """SELECT
                  COUNT(*) FILTER (WHERE ready AND attempt = 0 AND (not_before IS NULL OR not_before <= %(now)s)) AS w,
                  COUNT(*) FILTER (WHERE ready AND attempt = 0 AND not_before > %(now)s) AS s,
@@ -294,9 +294,9 @@ class PostgresStore:
                FROM runs WHERE status = 'waiting'""",
             {"now": now},
         )
-        assert row is not None
+        assert waiting is not None
         result["waiting"], result["scheduled"], result["awaiting"], result["retrying"] = (
-            row["w"], row["s"], row["a"], row["r"])
+            waiting["w"], waiting["s"], waiting["a"], waiting["r"])
         return result
 
     def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:

@@ -75,7 +75,7 @@ print(json.dumps(ids))
 """
 
 
-def test_eight_submitters_while_a_worker_drains(home, job, tmp_path):
+def test_eight_submitters_while_a_worker_drains(home, job, tmp_path, store_kind):
     RunQueue(home)  # create the home once, as a user would before a storm
     marker = tmp_path / "marks.jsonl"
     worker = spawn(home, "worker", "--poll", "0.2s")
@@ -104,7 +104,8 @@ def test_eight_submitters_while_a_worker_drains(home, job, tmp_path):
     assert {statuses[i] for i in executed} == {Status.SUCCEEDED}
     assert {r.id for r in stored if r.status is Status.SUCCEEDED} == set(executed)
     assert all(r.status in (Status.SUCCEEDED, Status.WAITING) for r in stored)
-    assert q.store.integrity_check() == "ok"
+    if store_kind == "sqlite":
+        assert q.store.integrity_check() == "ok"
 
 
 def cpu_used(pid: int, seconds: float) -> float:
