@@ -31,6 +31,9 @@ from .durations import iso
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
 
+MARKER_WAIT_S = 0.1
+"""How long `change_marker` waits for a notification still on its way."""
+
 _NOW = "extract(epoch from now())::float8"
 _RUNNABLE = f"""status = 'waiting' AND ready AND (not_before IS NULL OR not_before <= {_NOW})
     AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
@@ -225,9 +228,12 @@ class PostgresStore:
         return got
 
     def change_marker(self) -> int:
-        """Counts the notifications seen by `wait_for_change` (SQLite: its data_version)."""
-        if self._listener is not None:
+        """Counts the notifications seen by `wait_for_change` (SQLite: its data_version);
+        the first call starts listening. A notification reaches the listening connection a
+        moment after the commit that sent it: this waits up to MARKER_WAIT_S for one."""
+        if self._listener is None:
             self.wait_for_change(0)
+        self.wait_for_change(MARKER_WAIT_S)
         return self._marker
 
     # -- reading ------------------------------------------------------------------

@@ -9,10 +9,9 @@ import pytest
 
 import pg
 from helpers import notebook
-from runtool import RunQueue
+from stores import STORE_KINDS
 
-#: The stores a test marked `both_stores` runs on.
-STORES = ("sqlite", "postgres")
+from runtool import RunQueue
 
 
 @pytest.fixture(autouse=True)
@@ -22,22 +21,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server():
-    """A throwaway PostgreSQL server for the session (tests/pg.py). Skipped when none can
+def pg_server() -> pg.Server:
+    """A throwaway PostgreSQL server for the session (tests/pg.py): skipped when none can
     start, except under CI (`CI` set), where that fails the tests that need it."""
-    try:
-        server = pg.start()
-    except (RuntimeError, OSError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL server cannot start: {exc}")
-        pytest.skip(f"PostgreSQL server cannot start: {exc}")
-    yield server
-    server.stop()
+    return pg.shared()
 
 
 @pytest.fixture
 def store_kind(request: pytest.FixtureRequest) -> str:
-    """"sqlite", or each of STORES for tests marked `both_stores`."""
+    """"sqlite", or each of STORE_KINDS for tests marked `both_stores`."""
     return getattr(request, "param", "sqlite")
 
 
@@ -149,7 +141,7 @@ KERNEL_FIXTURES = {"template", "guarded", "homes", "served"}
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
-        metafunc.parametrize("store_kind", STORES, indirect=True)
+        metafunc.parametrize("store_kind", STORE_KINDS, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

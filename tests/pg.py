@@ -7,6 +7,7 @@ Debian's PostgreSQL started here with initdb + pg_ctl in a temporary folder (as 
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -81,6 +82,35 @@ class Server:
         if self.data and self.bindir:
             subprocess.run(self._as_owner(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
                                           "stop"), capture_output=True)
+
+
+_shared: Server | None = None
+_failure: str | None = None
+
+
+def shared() -> Server:
+    """The session's server, started on first use and stopped when the tests end; under CI
+    (`CI` set) a server that cannot start fails the test, elsewhere it skips it."""
+    global _shared, _failure
+    if _shared is None and _failure is None:
+        try:
+            _shared = start()
+            atexit.register(_shared.stop)
+        except (RuntimeError, OSError) as exc:
+            _failure = f"PostgreSQL server cannot start: {exc}"
+    if _shared is None:
+        import pytest
+
+        if os.environ.get("CI"):
+            pytest.fail(_failure or "no server")
+        pytest.skip(_failure or "no server")
+    return _shared
+
+
+def prepare_home(home: Path) -> None:
+    """A home whose runtool.toml selects a fresh database of the shared server."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "runtool.toml").write_text(f'[store]\nurl = "{shared().new_database()}"\n')
 
 
 def start() -> Server:

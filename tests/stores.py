@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pg
+
 #: Store kind -> a function that prepares a fresh, empty home for it.
 PREPARE: dict[str, Callable[[Path], None]] = {
     "sqlite": lambda home: home.mkdir(parents=True, exist_ok=True),
+    "postgres": pg.prepare_home,  # a fresh database of the session's throwaway server
 }
 STORE_KINDS = list(PREPARE)

@@ -248,6 +248,19 @@ def test_change_marker_moves_when_another_connection_commits(store: Store, store
     assert store.change_marker() != marker
 
 
+def test_wait_for_change_wakes_for_another_connections_submit(store: Store, store_home: Path) -> None:
+    store.wait_for_change(0)  # starts listening (a first call may say True: it cannot know)
+    while store.wait_for_change(0):
+        pass
+    assert store.wait_for_change(0.05) is False
+    other = open_store(store_home, load_settings(store_home))
+    try:
+        lifecycle.submit(other, new(), "bob")
+    finally:
+        other.close()
+    assert store.wait_for_change(30) is True
+
+
 # -- guarded changes and their history ---------------------------------------------------
 
 
