@@ -10,16 +10,19 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import cleanup, lifecycle, permissions
 from .config import LOCK_FILE, LOG_FILES, RUNS_DIR, check_queue_name, current_user, load_settings, resolve_home
 from .durations import check_time, parse_duration
-from .errors import InvalidInput
+from .errors import InvalidInput, Refused
 from .lock import ExecutorLock
 from .models import FINISHED, ON_VALUES, NewRun, On, Run, RunFilter, Status
 from .params import NotebookInfo, check_parameters, read_notebook
 from .queue import open_store
+
+if TYPE_CHECKING:
+    from .pg_store import PostgresStore
 
 PRIORITIES = {"high": 10, "normal": 0, "low": -10}
 _KIND = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -36,15 +39,30 @@ class RunQueue:
     def __init__(self, home: str | Path | None = None, user: str | None = None) -> None:
         self.home = resolve_home(home)
         self.settings = load_settings(self.home)
-        self.user = user or current_user()
-        self.role = permissions.role_of(self.user, self.settings.users, self.home)
-        self.permissions = permissions.permissions_of(self.role, self.settings.roles)
         self.runs_dir = self.home / RUNS_DIR
         self.store = open_store(self.home, self.settings)
         self.lock = ExecutorLock(self.home / LOCK_FILE)
+        if self.settings.store.identity == "database":
+            # the server authenticated this role: $RUNTOOL_USER and `user` cannot stand in for it
+            database = self._database()
+            self.user = database.session_user()
+            users = self.settings.users
+            self.role = database.database_role() or (
+                permissions.role_of(self.user, users, self.home) if users else "viewer")
+        else:
+            self.user = user or current_user()
+            self.role = permissions.role_of(self.user, self.settings.users, self.home)
+        self.permissions = permissions.permissions_of(self.role, self.settings.roles)
 
     def close(self) -> None:
         self.store.close()
+
+    def _database(self) -> PostgresStore:
+        from .pg_store import PostgresStore
+
+        if not isinstance(self.store, PostgresStore):
+            raise Refused('needs a PostgreSQL store ([store] url in runtool.toml or $RUNTOOL_DATABASE_URL)')
+        return self.store
 
     def __enter__(self) -> RunQueue:
         return self
@@ -251,6 +269,18 @@ class RunQueue:
     def resume(self, queue: str | None = None) -> None:
         self.require("pause")
         self.store.resume(check_queue_name(queue) if queue is not None else None)
+
+    def grant(self, user: str, role: str) -> None:
+        """Give the database role `user` the database rights of runtool role `role`
+        (PostgreSQL with identity = "database"; admins only)."""
+        self.require("grant")
+        if self.settings.store.identity != "database":
+            raise Refused('grant: needs identity = "database" under [store] in runtool.toml')
+        if role not in permissions.BUILTIN_ROLES:
+            raise InvalidInput(f"bad role {role!r}: expected viewer, operator or admin")
+        if not isinstance(user, str) or not user or len(user) > 63:
+            raise InvalidInput(f"bad database role {str(user)[:70]!r}: expected 1-63 characters")
+        self._database().grant(user, role)
 
 
 def _run_id(value: Any) -> int:

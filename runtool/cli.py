@@ -278,6 +278,16 @@ def resume(ctx: click.Context, queue: str | None) -> None:
 
 
 @cli.command()
+@click.argument("user")
+@click.argument("role", type=click.Choice(["viewer", "operator", "admin"]))
+@click.pass_context
+def grant(ctx: click.Context, user: str, role: str) -> None:
+    """Give database role USER the rights of ROLE (PostgreSQL, identity = "database"; admins)."""
+    _queue(ctx).grant(user, role)
+    click.echo(f"granted {role} to database role {user}")
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8866, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--no-browser", is_flag=True)

@@ -18,12 +18,13 @@ PERMISSIONS = {
     "force-cancel": "force-cancel a processing run",
     "purge": "purge finished runs",
     "pause": "pause or resume queues",
+    "grant": "grant database roles",
 }
 _OPERATOR = frozenset({"submit", "cancel", "retry", "delete"})
 BUILTIN_ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset(),
     "operator": _OPERATOR,
-    "admin": _OPERATOR | {"force-cancel", "purge", "pause"},
+    "admin": _OPERATOR | {"force-cancel", "purge", "pause", "grant"},
 }
 
 

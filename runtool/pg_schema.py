@@ -36,7 +36,7 @@ CREATE TABLE runs (
     created_at double precision NOT NULL, not_before double precision,
     started_at double precision, finished_at double precision, heartbeat_at double precision,
     after_ids bigint[], after_on text, ready boolean NOT NULL DEFAULT true,
-    submitted_by text NOT NULL, worker text, machine text, worker_pid integer,
+    submitted_by text NOT NULL, worker text, machine text, worker_role text, worker_pid integer,
     worker_ctime double precision, runner_pid integer, runner_ctime double precision,
     kernel_pid integer, kernel_ctime double precision,
     progress_done integer, progress_total integer, error text, metrics text NOT NULL DEFAULT '{}'
@@ -55,7 +55,20 @@ CREATE INDEX runs_kind ON runs (kind, id);
 CREATE INDEX runs_queue ON runs (queue, id);
 CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX run_parents_child ON run_parents (child_id);
+ALTER TABLE runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY runs_read ON runs FOR SELECT USING (true);
+CREATE POLICY runs_submit ON runs FOR INSERT WITH CHECK (status = 'waiting');
 INSERT INTO runtool_schema (version) VALUES (1)
+"""
+#: Row rules for the group roles (the owner of the tables, who made them, is not bound by
+#: them). An operator changes waiting and finished runs, and a processing run only when its
+#: own role's worker claimed it (`worker_role`): never another's (that is force-cancel).
+_POLICIES = """
+CREATE POLICY runs_admin ON runs FOR ALL TO {admin} USING (true) WITH CHECK (true);
+CREATE POLICY runs_operator_update ON runs FOR UPDATE TO {operator}
+    USING (status <> 'processing' OR worker_role = session_user)
+    WITH CHECK (status <> 'processing' OR worker_role = session_user);
+CREATE POLICY runs_operator_delete ON runs FOR DELETE TO {operator} USING (status <> 'processing')
 """
 
 #: Version reached -> the statements that reach it from the version before.
@@ -82,7 +95,8 @@ def prepare(connection: psycopg.Connection[Any], where: str) -> None:
             for statement in _statements(MIGRATIONS[step]):
                 conn.execute(statement)  # type: ignore[arg-type]  # our own constant SQL
             conn.execute("UPDATE runtool_schema SET version = %s", (step,))
-        _group_roles(conn)
+        if version == 0:
+            _group_roles(conn)
 
 
 def _version(conn: psycopg.Cursor[tuple[Any, ...]]) -> int:
@@ -100,6 +114,17 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+def ensure_group_roles(connection: psycopg.Connection[Any]) -> None:
+    """Make the group roles and their rights if they are missing (for `runtool grant`)."""
+    conn = connection.cursor(row_factory=tuple_row)
+    with connection.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        row = conn.execute("SELECT count(*) FROM pg_policies WHERE tablename = 'runs'"
+                           " AND policyname = 'runs_admin' AND schemaname = current_schema()").fetchone()
+        if not row or not row[0]:
+            _group_roles(conn)
+
+
 def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
     """The group roles `runtool grant` hands out, with the rights each runtool role needs.
 
@@ -114,7 +139,7 @@ def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
         return
     for group in GROUP_ROLES.values():
         conn.execute(
-            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{group}')"  # noqa: S608
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{group}')"  # type: ignore[arg-type]
             f" THEN CREATE ROLE {group} NOLOGIN; END IF; END $$")
     viewer, operator, admin = GROUP_ROLES["viewer"], GROUP_ROLES["operator"], GROUP_ROLES["admin"]
     schema = conn.execute("SELECT current_schema()").fetchone()
@@ -125,6 +150,7 @@ def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
         f"GRANT INSERT, UPDATE, DELETE ON runs, history, run_parents TO {operator}, {admin}",
         f"GRANT USAGE ON SEQUENCE runs_id_seq TO {operator}, {admin}",
         f"GRANT INSERT, UPDATE, DELETE ON paused TO {admin}",
+        *_statements(_POLICIES.format(admin=admin, operator=operator)),
     ]
     for statement in statements:
         conn.execute(statement)  # type: ignore[arg-type]  # our own constant SQL

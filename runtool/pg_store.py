@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
@@ -168,6 +169,37 @@ class PostgresStore:
         row = self._one("SELECT session_user AS who")
         assert row is not None
         return str(row["who"])
+
+    def database_role(self) -> str | None:
+        """The runtool role the server gives session_user: admin for a superuser or a member
+        of the tables' owner, else that of its runtool_* group role (`grant`), else None."""
+        row = self._one(
+            """SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+                  OR pg_has_role(session_user, (SELECT tableowner FROM pg_tables WHERE tablename = 'runs'
+                                                AND schemaname = current_schema()), 'MEMBER') AS owner,
+                  ARRAY(SELECT g.rolname::text FROM pg_roles g WHERE g.rolname = ANY(%s)
+                        AND pg_has_role(session_user, g.oid, 'MEMBER')) AS groups""",
+            (list(pg_schema.GROUP_ROLES.values()),))
+        assert row is not None
+        if row["owner"]:
+            return "admin"
+        for role in ("admin", "operator", "viewer"):
+            if pg_schema.GROUP_ROLES[role] in row["groups"]:
+                return role
+        return None
+
+    def grant(self, user: str, role: str) -> None:
+        """Make database role `user` a member of `role`'s group role (and of no other)."""
+        conn = self._connection()
+        with self._errors():
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone() is None:
+                raise Refused(f"{self.where}: no database role {user!r}: create it first"
+                              f" (CREATE ROLE \"{user}\" LOGIN)")
+            pg_schema.ensure_group_roles(conn)
+            with conn.transaction():
+                for name, group in pg_schema.GROUP_ROLES.items():
+                    verb = "GRANT {} TO {}" if name == role else "REVOKE {} FROM {}"
+                    conn.execute(sql.SQL(verb).format(sql.Identifier(group), sql.Identifier(user)))
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[_PostgresTx]:
@@ -356,7 +388,8 @@ class PostgresStore:
             query = f"""WITH claimed AS (
                   UPDATE runs SET status = 'processing', attempt = attempt + 1,
                     started_at = {_NOW}, finished_at = NULL, heartbeat_at = {_NOW},
-                    worker = %(worker)s, machine = %(machine)s, worker_pid = %(pid)s,
+                    worker = %(worker)s, machine = %(machine)s, worker_role = session_user,
+                    worker_pid = %(pid)s,
                     worker_ctime = %(ctime)s, runner_pid = NULL, runner_ctime = NULL,
                     kernel_pid = NULL, kernel_ctime = NULL, progress_done = NULL,
                     progress_total = NULL, error = NULL
