@@ -270,6 +270,29 @@ class RunQueue:
         self.require("pause")
         self.store.resume(check_queue_name(queue) if queue is not None else None)
 
+    def migrate_store(self, url: str) -> tuple[int, int, str]:
+        """Copy every run, its history, its parents and the paused queues of this home's
+        SQLite store into the empty PostgreSQL database at `url` (ids kept); returns the
+        numbers of runs and history rows moved, and the database as messages name it.
+        Refused while a run is processing."""
+        from .pg_store import PostgresStore
+        from .queue import SQLiteStore
+
+        self.require("migrate")
+        if not isinstance(self.store, SQLiteStore):
+            raise Refused("migrate-store: this home's store is not SQLite (unset $RUNTOOL_DATABASE_URL"
+                          " and [store] url to move its runtool.db)")
+        processing = self.store.processing()
+        if processing:
+            raise Refused(f"migrate-store: run {processing[0].id} is processing; stop the workers first")
+        dump = self.store.dump()
+        target = PostgresStore(url, self.runs_dir)
+        try:
+            target.load(dump)
+        finally:
+            target.close()
+        return len(dump["runs"]), len(dump["history"]), target.where
+
     def grant(self, user: str, role: str) -> None:
         """Give the database role `user` the database rights of runtool role `role`
         (PostgreSQL with identity = "database"; admins only)."""

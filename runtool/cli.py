@@ -287,6 +287,17 @@ def grant(ctx: click.Context, user: str, role: str) -> None:
     click.echo(f"granted {role} to database role {user}")
 
 
+@cli.command("migrate-store")
+@click.option("--to", "url", required=True, metavar="URL",
+              help="The empty PostgreSQL database (postgresql://user@host/db) to move the runs into.")
+@click.pass_context
+def migrate_store(ctx: click.Context, url: str) -> None:
+    """Move every run and its history from this home's runtool.db into PostgreSQL (admins)."""
+    runs, history, where = _queue(ctx).migrate_store(url)
+    click.echo(f"moved {runs} run(s) and {history} history row(s) into {where}; to use it, set"
+               f" [store] url in {_queue(ctx).home}/runtool.toml (runtool.db is left as it was)")
+
+
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8866, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)

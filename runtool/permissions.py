@@ -19,12 +19,13 @@ PERMISSIONS = {
     "purge": "purge finished runs",
     "pause": "pause or resume queues",
     "grant": "grant database roles",
+    "migrate": "move the runs to another store",
 }
 _OPERATOR = frozenset({"submit", "cancel", "retry", "delete"})
 BUILTIN_ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset(),
     "operator": _OPERATOR,
-    "admin": _OPERATOR | {"force-cancel", "purge", "pause", "grant"},
+    "admin": _OPERATOR | {"force-cancel", "purge", "pause", "grant", "migrate"},
 }
 
 

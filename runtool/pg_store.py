@@ -201,6 +201,30 @@ class PostgresStore:
                     verb = "GRANT {} TO {}" if name == role else "REVOKE {} FROM {}"
                     conn.execute(sql.SQL(verb).format(sql.Identifier(group), sql.Identifier(user)))
 
+    def load(self, dump: dict[str, Any]) -> None:
+        """Insert the rows of another store's `dump` (ids kept) into this empty database,
+        in one transaction; Refused if it already holds runs."""
+        columns = {"runs": [c for c in dump["runs"][0]] if dump["runs"] else [],
+                   "history": ["run_id", "seq", "status", "at", "by", "reason", "error"],
+                   "run_parents": ["parent_id", "child_id"], "paused": ["queue", "at", "by"]}
+        with self.write() as tx:
+            held = tx.c.execute("SELECT count(*) AS n FROM runs").fetchone()
+            if held and held["n"]:
+                raise Refused(f"{self.where}: already holds {held['n']} run(s); move into an empty database")
+            for table, names in columns.items():
+                rows = dump[table]
+                if not rows:
+                    continue
+                query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(names)))
+                with tx.c.cursor() as cursor:
+                    cursor.executemany(query, [[_text(r[n]) if isinstance(r[n], str) else r[n] for n in names]
+                                               for r in rows])
+            if dump["last_id"]:
+                tx.c.execute("SELECT setval(pg_get_serial_sequence('runs', 'id'), %s)", (dump["last_id"],))
+            tx.notify("*")
+
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[_PostgresTx]:
         conn, now = self._begin()

@@ -419,6 +419,19 @@ class SQLiteStore:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def dump(self) -> dict[str, Any]:
+        """Every row of every table, as stored (for moving the runs to another store), and
+        the highest id ever given (ids are never reused)."""
+        with self._errors():
+            tables: dict[str, Any] = {table: [dict(r) for r in self._conn.execute(f"SELECT * FROM {table}")]
+                      for table in ("runs", "history", "run_parents", "paused")}
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+        for run in tables["runs"]:
+            run["after_ids"] = json.loads(run["after_ids"]) if run["after_ids"] else None
+            run["ready"] = bool(run["ready"])
+        tables["last_id"] = max([row[0] if row else 0, *(r["id"] for r in tables["runs"])])
+        return tables
+
     def integrity_check(self) -> str:
         """SQLite's own check of the database file ("ok" when sound)."""
         with self._errors():
