@@ -245,8 +245,10 @@ class PostgresStore:
         """BEGIN and the transaction's time; a connection found lost is replaced once,
         nothing having been done on it."""
         def begin(conn: psycopg.Connection[dict[str, Any]]) -> tuple[psycopg.Connection[dict[str, Any]], float]:
-            conn.execute("BEGIN")
-            row = conn.execute(f"SELECT {_NOW} AS now").fetchone()  # type: ignore[arg-type]
+            # one round trip: without parameters psycopg sends both statements at once
+            cursor = conn.execute(f"BEGIN; SELECT {_NOW} AS now")  # type: ignore[arg-type]
+            cursor.nextset()
+            row = cursor.fetchone()
             assert row is not None
             return conn, float(row["now"])
         return self._call(begin)
@@ -531,10 +533,17 @@ class _PostgresTx:
         query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = %(id)s AND status = ANY(%(from)s)"
         if attempt is not None:
             query += " AND attempt = %(attempt)s"
-        row = self.c.execute(query + " RETURNING *", args).fetchone()  # type: ignore[arg-type]
+        # the guarded update and its history row in one statement: both or neither
+        args.update({"at": self.now, "by": _text(change.by), "reason": _text(change.reason),
+                     "error": to_json(change.error) if change.error else None, "status": change.to.value})
+        row = self.c.execute(  # type: ignore[call-overload]
+            f"""WITH changed AS ({query} RETURNING *),
+                  noted AS (INSERT INTO history (run_id, seq, status, at, "by", reason, error)
+                    SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = changed.id),
+                      %(status)s, %(at)s, %(by)s, %(reason)s, %(error)s FROM changed)
+                SELECT * FROM changed""", args).fetchone()
         if row is None:
             return None
-        self._history(run_id, change.to, change.by, change.reason, change.error)
         if change.to is Status.WAITING and change.ready:
             self.notify(row["queue"])
         return self._store.row_to_run(row)

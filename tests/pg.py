@@ -82,6 +82,7 @@ class Server:
         if self.data and self.bindir:
             subprocess.run(self._as_owner(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
                                           "stop"), capture_output=True)
+            shutil.rmtree(self.data.parent, ignore_errors=True)
 
 
 _shared: Server | None = None
@@ -113,14 +114,15 @@ def prepare_home(home: Path) -> None:
     (home / "runtool.toml").write_text(f'[store]\nurl = "{shared().new_database()}"\n')
 
 
-def start() -> Server:
-    """The server of $RUNTOOL_TEST_DATABASE_URL, else a new one; RuntimeError if none can start."""
-    if os.environ.get("RUNTOOL_TEST_DATABASE_URL"):
+def start(fsync: bool = False, where: str | None = None) -> Server:
+    """The server of $RUNTOOL_TEST_DATABASE_URL, else a new one (in a temporary folder of
+    `where`; fsync off unless asked: the benchmarks want it on); RuntimeError if none can start."""
+    if os.environ.get("RUNTOOL_TEST_DATABASE_URL") and where is None:
         return Server(os.environ["RUNTOOL_TEST_DATABASE_URL"])
     bin_ = bindir()
     if bin_ is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="runtool-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="runtool-pg-", dir=where))
     folder.chmod(0o777)
     data, log, port = folder / "data", folder / "log", free_port()
     server = Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", data, bin_, log)
@@ -128,7 +130,8 @@ def start() -> Server:
     done = subprocess.run(init, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"initdb failed: {done.stderr.strip()[-500:]}")
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+               " -c max_connections=200")
     done = subprocess.run(server._as_owner(str(bin_ / "pg_ctl"), "-D", str(data), "-w", "-l", str(log), "-o",
                                            options, "start"), capture_output=True, text=True)
     if done.returncode:

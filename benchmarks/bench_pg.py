@@ -1,0 +1,314 @@
+"""runtool's PostgreSQL store beside procrastinate, on one throwaway server, side by side.
+
+    python benchmarks/bench_pg.py [--quick] [--rounds 5] [--n 1000] [--finished 50000]
+
+One server (Debian's PostgreSQL via tests/pg.py) on the local disk with fsync on, and
+both queues at their default, equal durability: every claim and completion is its own
+committed transaction with synchronous_commit = on. Measured:
+- claim+complete/s: N jobs queued, then claimed and marked done one by one, each library
+  through its public calls (runtool: Store.claim + lifecycle.change; procrastinate:
+  JobManager.fetch_job + finish_job). Interleaved rounds, a fresh database per round.
+- claim latency with 50,000 finished jobs in the table, one job waiting (median of 200).
+- pick-up latency: an idle `runtool worker` (poll 1 h: only LISTEN/NOTIFY can wake it in
+  time) and 15 submissions; submit -> start from the record (both stamped by the server).
+- dashboard refresh with 50,000 runs in PostgreSQL (bench_dashboard.measure).
+Results: benchmarks/results/pg.json; the figures are copied into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import pg  # noqa: E402  # tests/pg.py: the throwaway server
+
+from runtool import lifecycle  # noqa: E402
+from runtool.models import Change, Status  # noqa: E402
+from runtool.pg_store import PostgresStore  # noqa: E402
+
+RUNS_DIR = Path(tempfile.gettempdir()) / "rt-bench-pg-runs"
+#: libpq options that turn off waiting for the commit's fsync (for the statement's own cost).
+NO_SYNC = "?options=-csynchronous_commit%3Doff"
+
+
+# -- runtool -------------------------------------------------------------------------
+
+
+def runtool_store(url: str) -> PostgresStore:
+    return PostgresStore(url, RUNS_DIR)
+
+
+def runtool_cycle(server: pg.Server, n: int) -> float:
+    """claim+complete per second for n queued runs."""
+    store = runtool_store(server.new_database())
+    for i in range(n):
+        lifecycle.submit(store, common.new_run(i), "bench")
+    me = common.claimant()
+    started = time.perf_counter()
+    while (run := store.claim([], me)) is not None:
+        lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, "bench", "done"),
+                         "record success", attempt=run.attempt)
+    elapsed = time.perf_counter() - started
+    store.close()
+    return n / elapsed
+
+
+def finished_dump(count: int) -> dict[str, Any]:
+    """`count` finished runs with their history, as `PostgresStore.load` takes them:
+    90% succeeded, 6% failed, 3% cancelled, 1% waiting (when `waiting`), three kinds."""
+    now = time.time() - 86400
+    runs, history = [], []
+    kinds = ("detection", "training", "export")
+    for i in range(1, count + 1):
+        share = i % 100
+        status = "cancelled" if share < 3 else "failed" if share < 9 else "succeeded"
+        kind = kinds[i % 3]
+        error = ('{"type": "ValueError", "message": "score_threshold must be in [0, 1]", "cell": 3,'
+                 ' "traceback": "..."}') if status == "failed" else None
+        t = now + i * 0.5
+        runs.append({
+            "id": i, "notebook": f"/data/notebooks/{kind}.ipynb", "kind": kind,
+            "queue": kind if i % 2 else "default", "priority": 0, "status": status,
+            "parameters": f'{{"score_threshold": 0.5, "scene_seed": {i}, "n_scenes": 8}}',
+            "tags": f'{{"detectionRunId": "d{i:06d}"}}', "attempt": 0 if status == "cancelled" else 1,
+            "max_attempts": 1, "timeout_s": None, "kernel": "python3", "output_copy": None,
+            "created_at": t, "not_before": None, "started_at": None if status == "cancelled" else t + 0.1,
+            "finished_at": t + 0.4, "heartbeat_at": None, "after_ids": None, "after_on": None, "ready": True,
+            "submitted_by": "bench", "worker": "bench:1", "machine": "bench", "worker_pid": 1,
+            "worker_ctime": 1.0, "runner_pid": None, "runner_ctime": None, "kernel_pid": None,
+            "kernel_ctime": None, "progress_done": 8, "progress_total": 8, "error": error, "metrics": "{}",
+        })
+        history.append({"run_id": i, "seq": 1, "status": "waiting", "at": t, "by": "bench",
+                        "reason": "submitted", "error": None})
+        if status != "cancelled":
+            history.append({"run_id": i, "seq": 2, "status": "processing", "at": t + 0.1, "by": "bench:1",
+                            "reason": "attempt 1 of 1", "error": None})
+        history.append({"run_id": i, "seq": len(history) and (3 if status != "cancelled" else 2),
+                        "status": status, "at": t + 0.4, "by": "bench:1", "reason": "done", "error": error})
+    return {"runs": runs, "history": history, "run_parents": [], "paused": [], "last_id": count}
+
+
+def runtool_claim_latency(url: str, samples: int) -> list[float]:
+    store = runtool_store(url)
+    me = common.claimant()
+    times = []
+    for i in range(samples):
+        lifecycle.submit(store, common.new_run(i), "bench")
+        started = time.perf_counter()
+        run = store.claim([], me)
+        times.append(time.perf_counter() - started)
+        assert run is not None
+        lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.SUCCEEDED, "bench", "done"),
+                         "record success", attempt=run.attempt)
+    store.close()
+    return times
+
+
+# -- procrastinate ---------------------------------------------------------------------
+
+
+def _procrastinate_app(url: str) -> Any:
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=2))
+
+    @app.task(name="bench", queue="default")
+    def bench(n: int) -> None:  # never executed: the benchmark claims and completes itself
+        del n
+
+    return app
+
+
+async def _procrastinate_cycle(url: str, n: int) -> float:
+    from procrastinate.jobs import Status as PStatus
+
+    app = _procrastinate_app(url)
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        task = app.tasks["bench"]
+        for i in range(n):
+            await task.defer_async(n=i)
+        worker_id = await app.job_manager.register_worker()
+        started = time.perf_counter()
+        while (job := await app.job_manager.fetch_job(queues=None, worker_id=worker_id)) is not None:
+            await app.job_manager.finish_job(job, status=PStatus.SUCCEEDED, delete_job=False)
+        elapsed = time.perf_counter() - started
+        await app.job_manager.unregister_worker(worker_id)
+    return n / elapsed
+
+
+def procrastinate_cycle(server: pg.Server, n: int) -> float:
+    return asyncio.run(_procrastinate_cycle(server.new_database(), n))
+
+
+async def _procrastinate_claim_latency(url: str, finished: int, samples: int) -> list[float]:
+    from procrastinate.jobs import Status as PStatus
+
+    app = _procrastinate_app(url)
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        # the peer's finished jobs go in by SQL: its API would take minutes for 50,000
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("""INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, attempts)
+                            SELECT 'default', 'bench', jsonb_build_object('n', g), 'succeeded', 1
+                            FROM generate_series(1, %s) g""", (finished,))
+            conn.execute("ANALYZE procrastinate_jobs")
+        task = app.tasks["bench"]
+        worker_id = await app.job_manager.register_worker()
+        times = []
+        for i in range(samples):
+            await task.defer_async(n=i)
+            started = time.perf_counter()
+            job = await app.job_manager.fetch_job(queues=None, worker_id=worker_id)
+            times.append(time.perf_counter() - started)
+            assert job is not None
+            await app.job_manager.finish_job(job, status=PStatus.SUCCEEDED, delete_job=False)
+        await app.job_manager.unregister_worker(worker_id)
+    return times
+
+
+# -- pick-up and dashboard -------------------------------------------------------------------
+
+
+def pickup_latency(server: pg.Server, count: int) -> list[float]:
+    from runtool import RunQueue
+
+    with tempfile.TemporaryDirectory(prefix="rt-bench-pickup-") as tmp:
+        home, url = Path(tmp) / "home", server.new_database()
+        env = dict(os.environ, RUNTOOL_DATABASE_URL=url)
+        notebook = common.trivial_notebook(Path(tmp))
+        os.environ["RUNTOOL_DATABASE_URL"] = url
+        try:
+            q = RunQueue(home, user="bench")
+            worker = common.spawn([sys.executable, "-m", "runtool", "--home", str(home), "worker", "--poll", "1h"],
+                                  env=env)
+            try:
+                warm = q.submit(notebook)  # the worker's first run pays for imports
+                _wait(q, warm.id)
+                delays = []
+                for _ in range(count):
+                    run = q.submit(notebook)
+                    done = _wait(q, run.id)
+                    delays.append(done.started_at - done.created_at)
+            finally:
+                common.stop(worker)
+            q.close()
+        finally:
+            del os.environ["RUNTOOL_DATABASE_URL"]
+    return delays
+
+
+def _wait(q: Any, run_id: int) -> Any:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = q.get(run_id)
+        if run.status in (Status.SUCCEEDED, Status.FAILED):
+            return run
+        time.sleep(0.05)
+    raise RuntimeError(f"run {run_id} did not finish")
+
+
+def dashboard_refresh(url: str, repeat: int) -> dict[str, Any]:
+    """Wall-clock time of one `Dashboard.refresh()` per case (bench_dashboard's cases): with
+    a server, a refresh mostly waits for it, which CPU time would not show."""
+    from runtool.widgets import Dashboard
+
+    with tempfile.TemporaryDirectory(prefix="rt-bench-dash-pg-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        (home / "runtool.toml").write_text(f'[store]\nurl = "{url}"\n')
+        dash = Dashboard(home, user="bench", refresh_interval=None)
+        stored, newest = dash.queue.count(), dash.rows[0].id if dash.rows else None
+        pages = iter(range(1, 10 * repeat + 1))
+        cases = {
+            "no filter": (lambda: dash.set_filters(), dash.refresh),
+            "run selected": (lambda: dash.select(newest), dash.refresh),
+            "status failed": (lambda: (dash.select(None), dash.set_filters(status="failed")), dash.refresh),
+            "text search": (lambda: dash.set_filters(text="d04"), dash.refresh),
+            "new page each": (lambda: dash.set_filters(), lambda: dash.set_filters(page=next(pages))),
+        }
+        results: dict[str, Any] = {}
+        for name, (prepare, step) in cases.items():
+            prepare()
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                step()
+                times.append((time.perf_counter() - started) * 1000)
+            results[name] = {"median_ms": round(common.median(times), 2), "max_ms": round(max(times), 2),
+                             "runs": stored, "note": f"wall-clock, {repeat} refreshes"}
+        dash.close()
+        return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--finished", type=int, default=50_000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--pickups", type=int, default=15)
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.n, args.finished, args.samples, args.pickups = 2, 200, 5000, 50, 5
+    server = pg.start(fsync=True, where=str(common.SCRATCH))
+    out: dict[str, Any] = {"server": "PostgreSQL (Debian), fsync on, synchronous_commit on", "n": args.n}
+    try:
+        common.say(f"claim+complete/s, {args.rounds} rounds of {args.n}")
+        rates = common.interleaved(args.rounds, {
+            "runtool": lambda: runtool_cycle(server, args.n),
+            "procrastinate": lambda: procrastinate_cycle(server, args.n),
+        }, common.say)
+        out["cycle_per_s"] = {k: common.summary(v) for k, v in rates.items()}
+
+        common.say(f"claim latency with {args.finished} finished")
+        url = server.new_database()
+        store = runtool_store(url)
+        started = time.perf_counter()
+        store.load(finished_dump(args.finished))
+        common.say(f"  loaded {args.finished} finished runs in {time.perf_counter() - started:.1f} s")
+        store._call(lambda c: c.execute("ANALYZE runs"))  # as autovacuum would soon after such a load
+        store.close()
+        peer = server.new_database()
+        latency = {"runtool": runtool_claim_latency(url, args.samples),
+                   "procrastinate": asyncio.run(_procrastinate_claim_latency(peer, args.finished, args.samples))}
+        # the same without waiting for the disk: what the statement itself costs
+        latency["runtool, synchronous_commit off"] = runtool_claim_latency(url + NO_SYNC, args.samples)
+        latency["procrastinate, synchronous_commit off"] = asyncio.run(
+            _procrastinate_claim_latency(server.new_database() + NO_SYNC, args.finished, args.samples))
+        out["claim_latency_s"] = {k: common.summary(v) for k, v in latency.items()}
+        out["finished"] = args.finished
+        for name, values in latency.items():
+            common.say(f"  {name}: median {common.median(values) * 1000:.3f} ms")
+
+        common.say(f"dashboard refresh with {args.finished} runs")
+        out["dashboard"] = dashboard_refresh(url, 10)
+        common.say(f"  {out['dashboard']}")
+
+        common.say(f"pick-up latency, {args.pickups} submissions to an idle worker")
+        delays = pickup_latency(server, args.pickups)
+        out["pickup_s"] = common.summary(delays)
+        common.say(f"  median {common.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
+    finally:
+        server.stop()
+    for name, summary in out["cycle_per_s"].items():
+        common.say(f"{name}: {summary['median']:.0f} claim+complete/s (median of {summary['n']})")
+    path = common.save("pg" if not args.quick else "pg-quick", out)
+    common.say(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
