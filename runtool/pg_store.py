@@ -595,10 +595,17 @@ def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
     if where.text:
         text = _text(where.text) or ""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        # ILIKE: SQLite's LIKE ignores case too
-        clauses.append(
-            "(notebook ILIKE %s ESCAPE '\\' OR parameters ILIKE %s ESCAPE '\\'"
-            " OR tags ILIKE %s ESCAPE '\\' OR id::text = %s)"
-        )
-        args.extend([pattern, pattern, pattern, text.strip()])
+        digits = text.strip()
+        # the id as SQLite compares it (CAST(id AS TEXT) = text): no sign, no leading zero
+        run_id = int(digits) if digits.isascii() and digits.isdigit() and str(int(digits)) == digits \
+            and int(digits) < 2**63 else None
+        # ILIKE: SQLite's LIKE ignores (ASCII) case too. One expression for the trigram index;
+        # chr(1) between the columns, so that a match never spans two of them.
+        if "\x01" in text:
+            clauses.append("(notebook ILIKE %s ESCAPE '\\' OR parameters ILIKE %s ESCAPE '\\'"
+                           " OR tags ILIKE %s ESCAPE '\\' OR id = %s)")
+            args.extend([pattern, pattern, pattern, run_id])
+        else:
+            clauses.append(f"({pg_schema.TEXT_EXPRESSION} ILIKE %s ESCAPE '\\' OR id = %s)")
+            args.extend([pattern, run_id])
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args

@@ -152,13 +152,22 @@ def integrity(home: Path) -> str:
 
 
 def state(home: Path) -> tuple:
-    """Everything a refused request must leave alone: every table's rows, and runs/."""
-    conn = sqlite3.connect(home / "runtool.db")
-    try:
-        tables = tuple(tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())
-                       for t in ("runs", "history", "paused"))
-    finally:
-        conn.close()
+    """Everything a refused request must leave alone: every table's rows, and runs/
+    (of the PostgreSQL database of $RUNTOOL_DATABASE_URL when set, else runtool.db)."""
+    url = os.environ.get("RUNTOOL_DATABASE_URL")
+    if url:
+        import psycopg
+
+        with psycopg.connect(url) as pconn:
+            tables = tuple(tuple(pconn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall())
+                           for t in ("runs", "history", "paused"))
+    else:
+        conn = sqlite3.connect(home / "runtool.db")
+        try:
+            tables = tuple(tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())
+                           for t in ("runs", "history", "paused"))
+        finally:
+            conn.close()
     return tables, tuple(sorted(p.name for p in (home / "runs").iterdir()))
 
 

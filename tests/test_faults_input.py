@@ -34,6 +34,8 @@ from runtool.errors import InvalidInput, RuntoolError
 from runtool.models import Claimant
 from runtool.params import RUNTIME_PARAMETERS
 
+pytestmark = pytest.mark.both_stores
+
 #: Examples per fuzz test: 80 in `make test`; `make test-fast` asks for fewer (RUNTOOL_FUZZ_EXAMPLES).
 FUZZ = settings(max_examples=int(os.environ.get("RUNTOOL_FUZZ_EXAMPLES", "80")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -84,7 +86,7 @@ def parses(function: Callable[[str], Any], text: str) -> Any:
 
 
 @pytest.fixture
-def fuzz_home(tmp_path):
+def fuzz_home(tmp_path, database_url):
     """A home whose run 1 is processing, held by this process as a worker would hold it:
     no hostile id that reaches it may cancel, delete or retry it."""
     home = tmp_path / "home"
