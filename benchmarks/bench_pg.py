@@ -279,7 +279,7 @@ def main() -> int:
         started = time.perf_counter()
         store.load(finished_dump(args.finished))
         common.say(f"  loaded {args.finished} finished runs in {time.perf_counter() - started:.1f} s")
-        store._call(lambda c: c.execute("ANALYZE runs"))  # as autovacuum would soon after such a load
+        store._call(lambda c: c.execute("VACUUM ANALYZE runs"))  # as autovacuum would soon after such a load
         store.close()
         peer = server.new_database()
         latency = {"runtool": runtool_claim_latency(url, args.samples),

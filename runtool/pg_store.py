@@ -128,7 +128,10 @@ class PostgresStore:
             yield
         except pgerrors.InsufficientPrivilege as exc:
             raise Refused(f"{self.where}: {_line(exc)}") from None
-        except (pgerrors.DataError, UnicodeEncodeError) as exc:
+        except UnicodeEncodeError as exc:  # lone surrogates: as the SQLite store says it
+            near = exc.object[max(0, exc.start - 30): exc.end + 30] if isinstance(exc.object, str) else ""
+            raise InvalidInput(f"bad text {near!r}: not valid UTF-8") from None
+        except pgerrors.DataError as exc:
             raise InvalidInput(f"bad text: {_line(exc)}") from None
         except psycopg.Error as exc:
             raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None

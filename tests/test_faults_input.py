@@ -195,7 +195,7 @@ def test_backoff_never_schedules_past_what_can_be_shown(home, job):
         run = q.submit(job)
         for _ in range(8):  # attempt 8 backs off 12,800 years
             # travel past the backoff, then fail an attempt as the worker would record it
-            q.store._conn.execute("UPDATE runs SET not_before = NULL WHERE id = ?", (run.id,))
+            q.store._conn.execute(f"UPDATE runs SET not_before = NULL WHERE id = {int(run.id)}")  # either store
             claimed = q.store.claim([], Claimant("test", os.getpid(), psutil.Process().create_time(), "test"))
             outcomes.fail_attempt(q.store, claimed, error, "test", "failed", q.settings.retry_base_delay)
     assert runtool(home, "show", str(run.id)).code == 0
