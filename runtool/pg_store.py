@@ -26,8 +26,9 @@ from psycopg.rows import dict_row
 
 from . import pg_schema
 from .errors import InvalidInput, Refused, StoreUnavailable
-from .models import FINISHED, LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
+from .models import LABELS, Claimant, HistoryEntry, Run, RunFilter, Status
 from .durations import iso
+from .pg_tx import PostgresTx, nul_safe
 
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
@@ -38,9 +39,6 @@ MARKER_WAIT_S = 0.1
 _NOW = "extract(epoch from now())::float8"
 _RUNNABLE = f"""status = 'waiting' AND ready AND (not_before IS NULL OR not_before <= {_NOW})
     AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
-_HISTORY = """INSERT INTO history (run_id, seq, status, at, "by", reason, error) VALUES
-    (%(id)s, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = %(id)s),
-     %(status)s, %(at)s, %(by)s, %(reason)s, %(error)s)"""
 #: Server-side sqlstates of a session the server ended (terminated, shut down, crashed,
 #: starting up): the statement that meets one was never carried out.
 _SESSION_ENDED = ("57P01", "57P02", "57P03")
@@ -64,11 +62,6 @@ def _line(exc: BaseException) -> str:
     """A driver error as one line: libpq's messages span several."""
     text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     return text.replace("connection failed: ", "", 1) or type(exc).__name__
-
-
-def _text(value: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL, which SQLite stores: keep it visible instead."""
-    return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
 
 
 class PostgresStore:
@@ -222,20 +215,20 @@ class PostgresStore:
                     sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names)),
                     sql.SQL(", ").join(sql.Placeholder() * len(names)))
                 with tx.c.cursor() as cursor:
-                    cursor.executemany(query, [[_text(r[n]) if isinstance(r[n], str) else r[n] for n in names]
+                    cursor.executemany(query, [[nul_safe(r[n]) if isinstance(r[n], str) else r[n] for n in names]
                                                for r in rows])
             if dump["last_id"]:
                 tx.c.execute("SELECT setval(pg_get_serial_sequence('runs', 'id'), %s)", (dump["last_id"],))
             tx.notify("*")
 
     @contextmanager
-    def write(self, durable: bool = True) -> Iterator[_PostgresTx]:
+    def write(self, durable: bool = True) -> Iterator[PostgresTx]:
         conn, now = self._begin()
         with self._errors():
             try:
                 if not durable:  # heartbeats and pids: a power cut may lose them (as on SQLite)
                     conn.execute("SET LOCAL synchronous_commit = off")
-                yield _PostgresTx(self, conn, now)
+                yield PostgresTx(self, conn, now)
             except BaseException:
                 try:
                     conn.execute("ROLLBACK")
@@ -429,7 +422,7 @@ class PostgresStore:
                     'processing', started_at, worker, 'attempt ' || attempt || ' of ' || max_attempts
                   FROM claimed)
                 SELECT * FROM claimed"""
-            args = {"queue": queue, "worker": _text(claimant.name), "machine": _text(claimant.machine),
+            args = {"queue": queue, "worker": nul_safe(claimant.name), "machine": nul_safe(claimant.machine),
                     "pid": claimant.pid, "ctime": claimant.ctime}
             # not redone on a lost connection: the claim may have committed unseen
             row = self._one(query, args, redo=False)
@@ -464,7 +457,7 @@ class PostgresStore:
         self._call(lambda c: c.execute(
             f"""INSERT INTO paused (queue, at, "by") VALUES (%s, {_NOW}, %s)
                 ON CONFLICT (queue) DO UPDATE SET at = EXCLUDED.at, "by" = EXCLUDED."by" """,  # type: ignore[arg-type]
-            (queue, _text(by))))
+            (queue, nul_safe(by))))
 
     def resume(self, queue: str | None) -> None:
         with self.write() as tx:
@@ -473,114 +466,6 @@ class PostgresStore:
             else:
                 tx.c.execute("DELETE FROM paused WHERE queue = %s", (queue,))
             tx.notify(queue or "*")
-
-
-class _PostgresTx:
-    def __init__(self, store: PostgresStore, conn: psycopg.Connection[dict[str, Any]], now: float) -> None:
-        self._store, self.c, self.now = store, conn, now
-
-    def notify(self, queue: str) -> None:
-        """Wake idle workers when this transaction commits (the server holds it until then)."""
-        self.c.execute("SELECT pg_notify(%s, %s)", (pg_schema.CHANNEL, queue))
-
-    def get(self, run_id: int) -> Run | None:
-        row = self.c.execute("SELECT * FROM runs WHERE id = %s", (run_id,)).fetchone()
-        return self._store.row_to_run(row) if row else None
-
-    def insert(self, new: NewRun, by: str, ready: bool) -> int:
-        row = self.c.execute(
-            """INSERT INTO runs (notebook, kind, queue, priority, status, parameters, tags,
-                 max_attempts, timeout_s, kernel, output_copy, created_at, not_before, after_ids,
-                 after_on, ready, submitted_by)
-               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-               RETURNING id""",
-            (_text(new.notebook), new.kind, new.queue, new.priority, to_json(new.parameters),
-             to_json(new.tags), new.max_attempts, new.timeout_s, _text(new.kernel), _text(new.output_copy),
-             self.now, new.not_before, list(new.after) if new.after else None,
-             new.after_on, ready, _text(by)),
-        ).fetchone()
-        assert row is not None
-        run_id = int(row["id"])
-        if new.after:
-            self.c.execute("INSERT INTO run_parents (parent_id, child_id) SELECT unnest(%s::bigint[]), %s"
-                           " ON CONFLICT DO NOTHING", (list(new.after), run_id))
-        self._history(run_id, Status.WAITING, by, "submitted")
-        if ready:
-            self.notify(new.queue)
-        return run_id
-
-    def _history(self, run_id: int, status: Status, by: str, reason: str, error: Any = None) -> None:
-        self.c.execute(_HISTORY, {"id": run_id, "status": status.value, "at": self.now, "by": _text(by),
-                                  "reason": _text(reason), "error": to_json(error) if error else None})
-
-    def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
-               attempt: int | None = None) -> Run | None:
-        values: dict[str, Any] = {"status": change.to.value}
-        if change.to in FINISHED:
-            values["finished_at"] = self.now
-        if change.to is Status.WAITING:
-            values["not_before"] = change.not_before
-        if change.error is not None:
-            values["error"] = to_json(change.error)
-        if change.metrics is not None:
-            values["metrics"] = to_json(change.metrics)
-        assignments = [f"{k} = %(set_{k})s" for k in values]
-        if change.attempt == "uncount":
-            assignments.append("attempt = attempt - 1")
-        elif change.attempt == "reset":
-            assignments.append("attempt = 0, error = NULL, started_at = NULL, finished_at = NULL,"
-                               " progress_done = NULL, progress_total = NULL, ready = %(ready)s")
-        args: dict[str, Any] = {f"set_{k}": v for k, v in values.items()}
-        args.update({"id": run_id, "attempt": attempt, "ready": change.ready,
-                     "from": [s.value for s in from_statuses]})
-        query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = %(id)s AND status = ANY(%(from)s)"
-        if attempt is not None:
-            query += " AND attempt = %(attempt)s"
-        # the guarded update and its history row in one statement: both or neither
-        args.update({"at": self.now, "by": _text(change.by), "reason": _text(change.reason),
-                     "error": to_json(change.error) if change.error else None, "status": change.to.value})
-        row = self.c.execute(  # type: ignore[call-overload]
-            f"""WITH changed AS ({query} RETURNING *),
-                  noted AS (INSERT INTO history (run_id, seq, status, at, "by", reason, error)
-                    SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = changed.id),
-                      %(status)s, %(at)s, %(by)s, %(reason)s, %(error)s FROM changed)
-                SELECT * FROM changed""", args).fetchone()
-        if row is None:
-            return None
-        if change.to is Status.WAITING and change.ready:
-            self.notify(row["queue"])
-        return self._store.row_to_run(row)
-
-    def parents(self, run_id: int) -> builtins.list[tuple[int, Status | None]]:
-        rows = self.c.execute(
-            """SELECT p.parent, r.status FROM unnest((SELECT after_ids FROM runs WHERE id = %s))
-                 WITH ORDINALITY AS p(parent, n) LEFT JOIN runs r ON r.id = p.parent ORDER BY p.n""",
-            (run_id,),
-        ).fetchall()
-        return [(r["parent"], Status(r["status"]) if r["status"] else None) for r in rows]
-
-    def awaiting_children(self, parent_id: int) -> builtins.list[int]:
-        rows = self.c.execute(
-            """SELECT r.id FROM run_parents p JOIN runs r ON r.id = p.child_id
-               WHERE p.parent_id = %s AND r.status = 'waiting' AND NOT r.ready ORDER BY r.id""",
-            (parent_id,),
-        ).fetchall()
-        return [r["id"] for r in rows]
-
-    def set_ready(self, run_id: int) -> None:
-        row = self.c.execute("UPDATE runs SET ready = true WHERE id = %s AND status = 'waiting' RETURNING queue",
-                             (run_id,)).fetchone()
-        if row is not None:
-            self.notify(row["queue"])
-
-    def remove(self, run_id: int, status: Status) -> bool:
-        row = self.c.execute("DELETE FROM runs WHERE id = %s AND status = %s RETURNING after_ids",
-                             (run_id, status.value)).fetchone()
-        if row is None:
-            return False
-        self.c.execute("DELETE FROM history WHERE run_id = %s", (run_id,))
-        self.c.execute("DELETE FROM run_parents WHERE child_id = %s", (run_id,))
-        return True
 
 
 def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
@@ -596,7 +481,7 @@ def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
         clauses.append("kind = %s")
         args.append(where.kind)
     if where.text:
-        text = _text(where.text) or ""
+        text = nul_safe(where.text) or ""
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         digits = text.strip()
         # the id as SQLite compares it (CAST(id AS TEXT) = text): no sign, no leading zero
