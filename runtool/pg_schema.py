@@ -39,7 +39,8 @@ CREATE TABLE runs (
     submitted_by text NOT NULL, worker text, machine text, worker_role text, worker_pid integer,
     worker_ctime double precision, runner_pid integer, runner_ctime double precision,
     kernel_pid integer, kernel_ctime double precision,
-    progress_done integer, progress_total integer, error text, metrics text NOT NULL DEFAULT '{}'
+    progress_done integer, progress_total integer, error text, metrics text NOT NULL DEFAULT '{}',
+    words tsvector NOT NULL DEFAULT ''
 );
 CREATE TABLE history (
     run_id bigint NOT NULL, seq integer NOT NULL, status text NOT NULL,
@@ -55,6 +56,7 @@ CREATE INDEX runs_kind ON runs (kind, id);
 CREATE INDEX runs_queue ON runs (queue, id);
 CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX run_parents_child ON run_parents (child_id);
+CREATE INDEX runs_words ON runs USING gin (words);
 ALTER TABLE runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY runs_read ON runs FOR SELECT USING (true);
 CREATE POLICY runs_submit ON runs FOR INSERT WITH CHECK (status = 'waiting');
@@ -70,6 +72,15 @@ CREATE POLICY runs_operator_update ON runs FOR UPDATE TO {operator}
     WITH CHECK (status <> 'processing' OR worker_role = session_user);
 CREATE POLICY runs_operator_delete ON runs FOR DELETE TO {operator} USING (status <> 'processing')
 """
+
+#: The columns a run is read from (all but `words`, which only the search reads).
+RUN_COLUMNS = ", ".join((
+    "id", "notebook", "kind", "queue", "priority", "status", "parameters", "tags", "attempt",
+    "max_attempts", "timeout_s", "kernel", "output_copy", "created_at", "not_before", "started_at",
+    "finished_at", "heartbeat_at", "after_ids", "after_on", "ready", "submitted_by", "worker",
+    "machine", "worker_pid", "worker_ctime", "runner_pid", "runner_ctime", "kernel_pid",
+    "kernel_ctime", "progress_done", "progress_total", "error", "metrics",
+))
 
 #: Version reached -> the statements that reach it from the version before.
 MIGRATIONS: dict[int, str] = {1: _V1}
@@ -96,7 +107,6 @@ def prepare(connection: psycopg.Connection[Any], where: str) -> None:
                 conn.execute(statement)  # type: ignore[arg-type]  # our own constant SQL
             conn.execute("UPDATE runtool_schema SET version = %s", (step,))
         if version == 0:
-            _text_index(conn)
             _group_roles(conn)
 
 
@@ -113,24 +123,6 @@ def _version(conn: psycopg.Cursor[tuple[Any, ...]]) -> int:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-#: What the text filter searches (`pg_store`): one expression, so one trigram index serves it.
-TEXT_EXPRESSION = "(notebook || chr(1) || parameters || chr(1) || tags)"
-
-
-def _text_index(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
-    """A trigram index for the text filter (the dashboard's search box), where pg_trgm can be
-    had (trusted since PostgreSQL 13: the database's owner may create it); without it the
-    filter reads every run, which is correct but slower."""
-    conn.execute("SAVEPOINT text_index")
-    try:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        conn.execute(f"CREATE INDEX runs_text ON runs USING gin ({TEXT_EXPRESSION} gin_trgm_ops)")  # type: ignore[arg-type]
-    except psycopg.Error:
-        conn.execute("ROLLBACK TO SAVEPOINT text_index")
-    else:
-        conn.execute("RELEASE SAVEPOINT text_index")
 
 
 def ensure_group_roles(connection: psycopg.Connection[Any]) -> None:

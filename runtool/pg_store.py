@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,11 +25,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from . import pg_schema
+from . import pg_schema, words
 from .errors import InvalidInput, Refused, StoreUnavailable
+from .pg_schema import RUN_COLUMNS as _COLS
 from .models import LABELS, Claimant, HistoryEntry, Run, RunFilter, Status
 from .durations import iso
-from .pg_tx import PostgresTx, nul_safe
+from .pg_tx import PostgresTx, nul_safe, words_of
 
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
@@ -200,6 +202,8 @@ class PostgresStore:
     def load(self, dump: dict[str, Any]) -> None:
         """Insert the rows of another store's `dump` (ids kept) into this empty database,
         in one transaction; Refused if it already holds runs."""
+        for run in dump["runs"]:
+            run["words"] = words_of(run["notebook"], run["parameters"], run["tags"], run["kind"], run["queue"])
         columns = {"runs": [c for c in dump["runs"][0]] if dump["runs"] else [],
                    "history": ["run_id", "seq", "status", "at", "by", "reason", "error"],
                    "run_parents": ["parent_id", "child_id"], "paused": ["queue", "at", "by"]}
@@ -315,7 +319,7 @@ class PostgresStore:
     def get(self, run_id: int) -> Run:
         from .errors import RunNotFound
 
-        row = self._one("SELECT * FROM runs WHERE id = %s", (run_id,))
+        row = self._one(f"SELECT {_COLS} FROM runs WHERE id = %s", (run_id,))
         if row is None:
             raise RunNotFound(run_id)
         return self.row_to_run(row)
@@ -330,15 +334,35 @@ class PostgresStore:
         ]
 
     def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
+        pinned = self._run_named_by(where)
+        if pinned is not None:  # the run whose id was searched for comes first
+            if offset == 0:
+                return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
+            return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
         clause, args = _filters(where)
-        rows = self._all(f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
+        rows = self._all(f"SELECT {_COLS} FROM runs {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
                          (*args, limit, offset))
         return [self.row_to_run(r) for r in rows]
 
-    def count(self, where: RunFilter) -> int:
+    def count(self, where: RunFilter, cap: int | None = None) -> int:
+        pinned = self._run_named_by(where)
+        if pinned is not None:
+            return 1 + self.count(replace(where, exclude=pinned.id), None if cap is None else cap - 1)
         clause, args = _filters(where)
-        row = self._one(f"SELECT COUNT(*) AS n FROM runs {clause}", args)
+        query = f"SELECT 1 FROM runs {clause}"
+        if cap is not None:
+            query, args = f"{query} LIMIT %s", [*args, cap + 1]
+        row = self._one(f"SELECT COUNT(*) AS n FROM ({query}) AS matching", args)
         return int(row["n"]) if row else 0
+
+    def _run_named_by(self, where: RunFilter) -> Run | None:
+        """The run whose id the search text is, if it passes the other filters."""
+        text = (where.text or "").strip()
+        if not text.isascii() or not text.isdigit() or where.exclude is not None or len(text) > 18:
+            return None
+        clause, args = _filters(replace(where, text=None))
+        row = self._one(f"SELECT {_COLS} FROM runs {clause} {'AND' if clause else 'WHERE'} id = %s", [*args, int(text)])
+        return self.row_to_run(row) if row else None
 
     def counts(self, now: float) -> dict[str, int]:
         result = dict.fromkeys(LABELS, 0)
@@ -373,7 +397,7 @@ class PostgresStore:
         return distinct("kind"), distinct("queue")
 
     def processing(self) -> builtins.list[Run]:
-        rows = self._all("SELECT * FROM runs WHERE status = 'processing' ORDER BY id")
+        rows = self._all(f"SELECT {_COLS} FROM runs WHERE status = 'processing' ORDER BY id")
         return [self.row_to_run(r) for r in rows]
 
     def has_runnable(self, queues: Sequence[str], now: float) -> bool:
@@ -415,13 +439,13 @@ class PostgresStore:
                     worker_ctime = %(ctime)s, runner_pid = NULL, runner_ctime = NULL,
                     kernel_pid = NULL, kernel_ctime = NULL, progress_done = NULL,
                     progress_total = NULL, error = NULL
-                  WHERE id = ({pick}) AND status = 'waiting' RETURNING *),
+                  WHERE id = ({pick}) AND status = 'waiting' RETURNING {_COLS}),
                 noted AS (
                   INSERT INTO history (run_id, seq, status, at, "by", reason)
                   SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = claimed.id),
                     'processing', started_at, worker, 'attempt ' || attempt || ' of ' || max_attempts
                   FROM claimed)
-                SELECT * FROM claimed"""
+                SELECT {_COLS} FROM claimed"""
             args = {"queue": queue, "worker": nul_safe(claimant.name), "machine": nul_safe(claimant.machine),
                     "pid": claimant.pid, "ctime": claimant.ctime}
             # not redone on a lost connection: the claim may have committed unseen
@@ -471,6 +495,13 @@ class PostgresStore:
 def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
     clauses: builtins.list[str] = []
     args: builtins.list[Any] = []
+    if where.text is not None and where.text.strip():
+        query = words.tsquery(nul_safe(where.text) or "")
+        if query is None:
+            clauses.append("false")  # no word: matches nothing, as on SQLite
+        else:
+            clauses.append("words @@ %s::tsquery")
+            args.append(query)
     if where.statuses:
         clauses.append("status = ANY(%s)")
         args.append([s.value for s in where.statuses])
@@ -480,20 +511,7 @@ def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
     if where.kind:
         clauses.append("kind = %s")
         args.append(where.kind)
-    if where.text:
-        text = nul_safe(where.text) or ""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        digits = text.strip()
-        # the id as SQLite compares it (CAST(id AS TEXT) = text): no sign, no leading zero
-        run_id = int(digits) if digits.isascii() and digits.isdigit() and str(int(digits)) == digits \
-            and int(digits) < 2**63 else None
-        # ILIKE: SQLite's LIKE ignores (ASCII) case too. One expression for the trigram index;
-        # chr(1) between the columns, so that a match never spans two of them.
-        if "\x01" in text:
-            clauses.append("(notebook ILIKE %s ESCAPE '\\' OR parameters ILIKE %s ESCAPE '\\'"
-                           " OR tags ILIKE %s ESCAPE '\\' OR id = %s)")
-            args.extend([pattern, pattern, pattern, run_id])
-        else:
-            clauses.append(f"({pg_schema.TEXT_EXPRESSION} ILIKE %s ESCAPE '\\' OR id = %s)")
-            args.extend([pattern, run_id])
+    if where.exclude is not None:
+        clauses.append("id <> %s")
+        args.append(where.exclude)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args

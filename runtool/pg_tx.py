@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from . import pg_schema
+from . import pg_schema, words
+from .pg_schema import RUN_COLUMNS as _COLS
 from .models import FINISHED, Change, NewRun, Run, Status, to_json
 
 if TYPE_CHECKING:
@@ -38,20 +39,21 @@ class PostgresTx:
         self.c.execute("SELECT pg_notify(%s, %s)", (pg_schema.CHANNEL, queue))
 
     def get(self, run_id: int) -> Run | None:
-        row = self.c.execute("SELECT * FROM runs WHERE id = %s", (run_id,)).fetchone()
+        row = self.c.execute(f"SELECT {_COLS} FROM runs WHERE id = %s", (run_id,)).fetchone()
         return self._store.row_to_run(row) if row else None
 
     def insert(self, new: NewRun, by: str, ready: bool) -> int:
+        parameters, tags = to_json(new.parameters), to_json(new.tags)
         row = self.c.execute(
             """INSERT INTO runs (notebook, kind, queue, priority, status, parameters, tags,
                  max_attempts, timeout_s, kernel, output_copy, created_at, not_before, after_ids,
-                 after_on, ready, submitted_by)
-               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                 after_on, ready, submitted_by, words)
+               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector)
                RETURNING id""",
-            (nul_safe(new.notebook), new.kind, new.queue, new.priority, to_json(new.parameters),
-             to_json(new.tags), new.max_attempts, new.timeout_s, nul_safe(new.kernel), nul_safe(new.output_copy),
+            (nul_safe(new.notebook), new.kind, new.queue, new.priority, parameters,
+             tags, new.max_attempts, new.timeout_s, nul_safe(new.kernel), nul_safe(new.output_copy),
              self.now, new.not_before, list(new.after) if new.after else None,
-             new.after_on, ready, nul_safe(by)),
+             new.after_on, ready, nul_safe(by), words_of(new.notebook, parameters, tags, new.kind, new.queue)),
         ).fetchone()
         assert row is not None
         run_id = int(row["id"])
@@ -94,11 +96,11 @@ class PostgresTx:
         args.update({"at": self.now, "by": nul_safe(change.by), "reason": nul_safe(change.reason),
                      "error": to_json(change.error) if change.error else None, "status": change.to.value})
         row = self.c.execute(  # type: ignore[call-overload]
-            f"""WITH changed AS ({query} RETURNING *),
+            f"""WITH changed AS ({query} RETURNING {_COLS}),
                   noted AS (INSERT INTO history (run_id, seq, status, at, "by", reason, error)
                     SELECT id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = changed.id),
                       %(status)s, %(at)s, %(by)s, %(reason)s, %(error)s FROM changed)
-                SELECT * FROM changed""", args).fetchone()
+                SELECT {_COLS} FROM changed""", args).fetchone()
         if row is None:
             return None
         if change.to is Status.WAITING and change.ready:
@@ -135,3 +137,8 @@ class PostgresTx:
         self.c.execute("DELETE FROM history WHERE run_id = %s", (run_id,))
         self.c.execute("DELETE FROM run_parents WHERE child_id = %s", (run_id,))
         return True
+
+
+def words_of(notebook: str, parameters: str, tags: str, kind: str, queue: str) -> str:
+    """The run's words for the text search, as SQLite's FTS index holds them."""
+    return words.tsvector([notebook, parameters, tags, kind, queue])
