@@ -264,7 +264,10 @@ def main() -> int:
     if args.quick:
         args.rounds, args.n, args.finished, args.samples, args.pickups = 2, 200, 5000, 50, 5
     server = pg.start(fsync=True, where=str(common.SCRATCH))
-    out: dict[str, Any] = {"server": "PostgreSQL (Debian), fsync on, synchronous_commit on", "n": args.n}
+    from importlib.metadata import version
+
+    out: dict[str, Any] = {"server": "PostgreSQL (Debian), fsync on, synchronous_commit on", "n": args.n,
+                           "procrastinate": version("procrastinate")}
     try:
         common.say(f"claim+complete/s, {args.rounds} rounds of {args.n}")
         rates = common.interleaved(args.rounds, {
