@@ -39,9 +39,11 @@ CREATE TABLE runs (
     submitted_by text NOT NULL, worker text, machine text, worker_role text, worker_pid integer,
     worker_ctime double precision, runner_pid integer, runner_ctime double precision,
     kernel_pid integer, kernel_ctime double precision,
-    progress_done integer, progress_total integer, error text, metrics text NOT NULL DEFAULT '{}',
-    words tsvector NOT NULL DEFAULT ''
+    progress_done integer, progress_total integer, error text, metrics text NOT NULL DEFAULT '{}'
 );
+-- The search's words, apart from the runs: claims and status changes (new row versions of
+-- runs) never touch this index. Written at submit, removed with the run.
+CREATE TABLE run_words (run_id bigint PRIMARY KEY, words tsvector NOT NULL);
 CREATE TABLE history (
     run_id bigint NOT NULL, seq integer NOT NULL, status text NOT NULL,
     at double precision NOT NULL, "by" text NOT NULL, reason text NOT NULL DEFAULT '', error text,
@@ -56,7 +58,7 @@ CREATE INDEX runs_kind ON runs (kind, id);
 CREATE INDEX runs_queue ON runs (queue, id);
 CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX run_parents_child ON run_parents (child_id);
-CREATE INDEX runs_words ON runs USING gin (words);
+CREATE INDEX run_words_search ON run_words USING gin (words);
 ALTER TABLE runs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY runs_read ON runs FOR SELECT USING (true);
 CREATE POLICY runs_submit ON runs FOR INSERT WITH CHECK (status = 'waiting');
@@ -73,7 +75,7 @@ CREATE POLICY runs_operator_update ON runs FOR UPDATE TO {operator}
 CREATE POLICY runs_operator_delete ON runs FOR DELETE TO {operator} USING (status <> 'processing')
 """
 
-#: The columns a run is read from (all but `words`, which only the search reads).
+#: The columns a run is read from.
 RUN_COLUMNS = ", ".join((
     "id", "notebook", "kind", "queue", "priority", "status", "parameters", "tags", "attempt",
     "max_attempts", "timeout_s", "kernel", "output_copy", "created_at", "not_before", "started_at",
@@ -157,8 +159,8 @@ def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
     name = str(schema[0]) if schema else "public"
     statements = [
         f'GRANT USAGE ON SCHEMA "{name}" TO {viewer}, {operator}, {admin}',
-        f"GRANT SELECT ON runtool_schema, runs, history, paused, run_parents TO {viewer}, {operator}, {admin}",
-        f"GRANT INSERT, UPDATE, DELETE ON runs, history, run_parents TO {operator}, {admin}",
+        f"GRANT SELECT ON runtool_schema, runs, history, paused, run_parents, run_words TO {viewer}, {operator}, {admin}",
+        f"GRANT INSERT, UPDATE, DELETE ON runs, history, run_parents, run_words TO {operator}, {admin}",
         f"GRANT USAGE ON SEQUENCE runs_id_seq TO {operator}, {admin}",
         f"GRANT INSERT, UPDATE, DELETE ON paused TO {admin}",
         *_statements(_POLICIES.format(admin=admin, operator=operator)),

@@ -202,9 +202,10 @@ class PostgresStore:
     def load(self, dump: dict[str, Any]) -> None:
         """Insert the rows of another store's `dump` (ids kept) into this empty database,
         in one transaction; Refused if it already holds runs."""
-        for run in dump["runs"]:
-            run["words"] = words_of(run["notebook"], run["parameters"], run["tags"], run["kind"], run["queue"])
-        columns = {"runs": [c for c in dump["runs"][0]] if dump["runs"] else [],
+        dump = dict(dump, run_words=[
+            {"run_id": run["id"], "words": words_of(run["notebook"], run["parameters"], run["tags"], run["kind"],
+                                                    run["queue"])} for run in dump["runs"]])
+        columns = {"runs": [c for c in dump["runs"][0]] if dump["runs"] else [], "run_words": ["run_id", "words"],
                    "history": ["run_id", "seq", "status", "at", "by", "reason", "error"],
                    "run_parents": ["parent_id", "child_id"], "paused": ["queue", "at", "by"]}
         with self.write() as tx:
@@ -500,7 +501,7 @@ def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
         if query is None:
             clauses.append("false")  # no word: matches nothing, as on SQLite
         else:
-            clauses.append("words @@ %s::tsquery")
+            clauses.append("id IN (SELECT run_id FROM run_words WHERE words @@ %s::tsquery)")
             args.append(query)
     if where.statuses:
         clauses.append("status = ANY(%s)")

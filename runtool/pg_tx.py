@@ -47,16 +47,18 @@ class PostgresTx:
         row = self.c.execute(
             """INSERT INTO runs (notebook, kind, queue, priority, status, parameters, tags,
                  max_attempts, timeout_s, kernel, output_copy, created_at, not_before, after_ids,
-                 after_on, ready, submitted_by, words)
-               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector)
+                 after_on, ready, submitted_by)
+               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                RETURNING id""",
             (nul_safe(new.notebook), new.kind, new.queue, new.priority, parameters,
              tags, new.max_attempts, new.timeout_s, nul_safe(new.kernel), nul_safe(new.output_copy),
              self.now, new.not_before, list(new.after) if new.after else None,
-             new.after_on, ready, nul_safe(by), words_of(new.notebook, parameters, tags, new.kind, new.queue)),
+             new.after_on, ready, nul_safe(by)),
         ).fetchone()
         assert row is not None
         run_id = int(row["id"])
+        self.c.execute("INSERT INTO run_words (run_id, words) VALUES (%s, %s::tsvector)",
+                       (run_id, words_of(new.notebook, parameters, tags, new.kind, new.queue)))
         if new.after:
             self.c.execute("INSERT INTO run_parents (parent_id, child_id) SELECT unnest(%s::bigint[]), %s"
                            " ON CONFLICT DO NOTHING", (list(new.after), run_id))
@@ -135,6 +137,7 @@ class PostgresTx:
         if row is None:
             return False
         self.c.execute("DELETE FROM history WHERE run_id = %s", (run_id,))
+        self.c.execute("DELETE FROM run_words WHERE run_id = %s", (run_id,))
         self.c.execute("DELETE FROM run_parents WHERE child_id = %s", (run_id,))
         return True
 
