@@ -9,7 +9,7 @@ from test_widgets import EXPECTED, text_of
 from runtool import RunQueue, Status
 from runtool.widgets import Dashboard
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.kernel]
 
 
 def test_the_dashboard_on_postgres(pg_server, tmp_path, monkeypatch):

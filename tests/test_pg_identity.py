@@ -92,6 +92,7 @@ def test_grant_gives_each_role_its_rights_and_the_database_enforces_them(team, j
         q.close()
 
 
+@pytest.mark.kernel
 def test_an_operator_finishes_the_runs_its_own_worker_claimed(team, job):
     names, homes, url = team
     runtool(homes["owner"], "grant", names["bob"], "operator")

@@ -16,6 +16,7 @@ def records(q: RunQueue) -> list[dict]:
     return [q.get(r.id, history=True).to_dict(with_history=True) for r in q.list(limit=1000)]
 
 
+@pytest.mark.kernel
 def test_a_sqlite_home_moves_with_every_run_and_its_history(pg_server, home, job, monkeypatch):
     q = RunQueue(home)
     ok = q.submit(job, {"n": 1, "label": "é"}, tags={"team": "a"})

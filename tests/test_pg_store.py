@@ -64,6 +64,7 @@ def test_bad_store_table_names_file_and_key(home, job, store, message):
     assert result.code == 2 and message in result.err and len(result.err.splitlines()) == 1
 
 
+@pytest.mark.kernel
 def test_the_record_is_the_same_on_both_stores(home, tmp_path, job, url, monkeypatch):
     records = []
     for kind in ("postgres", "sqlite"):
@@ -134,6 +135,7 @@ def assert_recorded_once(q: RunQueue, run_id: int) -> None:
     assert [h["status"] for h in run.history] == ["waiting", "processing", "succeeded"]
 
 
+@pytest.mark.kernel
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["terminate", "restart"])
 def test_connection_lost_mid_run_the_run_finishes_recorded_once_and_the_worker_goes_on(
@@ -165,6 +167,7 @@ def test_connection_lost_mid_run_the_run_finishes_recorded_once_and_the_worker_g
     q.close()
 
 
+@pytest.mark.kernel
 def test_an_idle_worker_is_woken_by_a_submission(home, job, url):
     q = RunQueue(home)
     worker = spawn(home, "worker", "--poll", "1h")
