@@ -508,10 +508,10 @@ def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
         args.append([s.value for s in where.statuses])
     if where.queue:
         clauses.append("queue = %s")
-        args.append(where.queue)
+        args.append(nul_safe(where.queue))  # no stored name holds NUL: it matches nothing, as on SQLite
     if where.kind:
         clauses.append("kind = %s")
-        args.append(where.kind)
+        args.append(nul_safe(where.kind))
     if where.exclude is not None:
         clauses.append("id <> %s")
         args.append(where.exclude)

@@ -91,7 +91,7 @@ def test_version_and_group_help_from_a_real_process():
     assert re.fullmatch(r"runtool, version \S+\n", run("--version").out)
     shown = run("--help")
     assert shown.code == 0
-    listed = re.findall(r"^  (\w+)  ", shown.out.split("Commands:")[1], re.M)
+    listed = re.findall(r"^  ([\w-]+)  ", shown.out.split("Commands:")[1], re.M)
     assert sorted(listed) == sorted(group.commands)
 
 
