@@ -131,6 +131,14 @@ class PostgresTx:
         if row is not None:
             self.notify(row["queue"])
 
+    def set_tags(self, run_id: int, tags: dict[str, str]) -> None:
+        text = to_json(tags)
+        row = self.c.execute("UPDATE runs SET tags = %s WHERE id = %s RETURNING notebook, parameters, kind, queue",
+                             (text, run_id)).fetchone()
+        if row is not None:  # the search's words include the tags
+            self.c.execute("UPDATE run_words SET words = %s::tsvector WHERE run_id = %s",
+                           (words_of(row["notebook"], row["parameters"], text, row["kind"], row["queue"]), run_id))
+
     def remove(self, run_id: int, status: Status) -> bool:
         row = self.c.execute("DELETE FROM runs WHERE id = %s AND status = %s RETURNING after_ids",
                              (run_id, status.value)).fetchone()

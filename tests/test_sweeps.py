@@ -10,6 +10,7 @@ from helpers import notebook, runtool
 from runtool import InvalidInput, RunQueue, Status
 from runtool.worker import Limits, Worker
 
+pytestmark = pytest.mark.both_stores
 
 def drain(q: RunQueue) -> tuple[int, str]:
     return Worker(q, [], limits=Limits()).drain()
