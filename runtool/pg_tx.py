@@ -13,7 +13,8 @@ import psycopg
 
 from . import pg_schema, words
 from .pg_schema import RUN_COLUMNS as _COLS
-from .models import FINISHED, Change, NewRun, Run, Status, to_json
+from .models import Change, NewRun, Run, Status, to_json
+from .store_common import change_assignments
 
 if TYPE_CHECKING:
     from .pg_store import PostgresStore
@@ -73,24 +74,8 @@ class PostgresTx:
 
     def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
                attempt: int | None = None) -> Run | None:
-        values: dict[str, Any] = {"status": change.to.value}
-        if change.to in FINISHED:
-            values["finished_at"] = self.now
-        if change.to is Status.WAITING:
-            values["not_before"] = change.not_before
-        if change.error is not None:
-            values["error"] = to_json(change.error)
-        if change.metrics is not None:
-            values["metrics"] = to_json(change.metrics)
-        assignments = [f"{k} = %(set_{k})s" for k in values]
-        if change.attempt == "uncount":
-            assignments.append("attempt = attempt - 1")
-        elif change.attempt == "reset":
-            assignments.append("attempt = 0, error = NULL, started_at = NULL, finished_at = NULL,"
-                               " progress_done = NULL, progress_total = NULL, ready = %(ready)s")
-        args: dict[str, Any] = {f"set_{k}": v for k, v in values.items()}
-        args.update({"id": run_id, "attempt": attempt, "ready": change.ready,
-                     "from": [s.value for s in from_statuses]})
+        assignments, args = change_assignments(change, self.now, lambda name: f"%({name})s")
+        args.update({"id": run_id, "attempt": attempt, "from": [s.value for s in from_statuses]})
         query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = %(id)s AND status = ANY(%(from)s)"
         if attempt is not None:
             query += " AND attempt = %(attempt)s"

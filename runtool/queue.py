@@ -23,7 +23,8 @@ from . import sqlite_schema
 from .config import DB_FILE, RUNS_DIR, Settings, database_url
 from .durations import iso, parse_duration
 from .errors import InvalidInput, RunNotFound, StoreUnavailable
-from .models import FINISHED, LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
+from .models import LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
+from .store_common import change_assignments
 
 BUSY_TIMEOUT_S = 60.0
 """Seconds a write waits for another connection's lock before giving up."""
@@ -533,23 +534,8 @@ class _SQLiteTx:
 
     def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
                attempt: int | None = None) -> Run | None:
-        values: dict[str, Any] = {"status": change.to.value}
-        if change.to in FINISHED:
-            values["finished_at"] = self.now
-        if change.to is Status.WAITING:
-            values["not_before"] = change.not_before
-        if change.error is not None:
-            values["error"] = to_json(change.error)
-        if change.metrics is not None:
-            values["metrics"] = to_json(change.metrics)
-        assignments = [f"{k} = :set_{k}" for k in values]
-        if change.attempt == "uncount":
-            assignments.append("attempt = attempt - 1")
-        elif change.attempt == "reset":
-            assignments.append("attempt = 0, error = NULL, started_at = NULL, finished_at = NULL,"
-                               " progress_done = NULL, progress_total = NULL, ready = :ready")
-        args: dict[str, Any] = {f"set_{k}": v for k, v in values.items()}
-        args.update({"id": run_id, "attempt": attempt, "ready": int(change.ready)})
+        assignments, args = change_assignments(change, self.now, lambda name: f":{name}")
+        args.update({"id": run_id, "attempt": attempt})
         args.update({f"from{i}": s.value for i, s in enumerate(from_statuses)})
         guard = ", ".join(f":from{i}" for i in range(len(from_statuses)))
         query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = :id AND status IN ({guard})"

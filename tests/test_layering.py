@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "runtool"
 #: The modules that may speak SQL (and import a database driver).
-STORE_MODULES = {"queue", "sqlite_schema", "pg_store", "pg_tx", "pg_schema"}
+STORE_MODULES = {"queue", "sqlite_schema", "store_common", "pg_store", "pg_tx", "pg_schema"}
 DRIVERS = {"sqlite3", "psycopg", "psycopg_pool", "sqlite_utils"}
 #: The interfaces: the command line and the dashboard are thin layers over RunQueue.
 INTERFACES = {"cli", "widgets", "widgets_detail", "dashview", "submitform", "serve", "format", "follow"}
