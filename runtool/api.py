@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import psutil
+
 from . import cleanup, lifecycle, permissions
-from .config import LOCK_FILE, LOG_FILES, RUNS_DIR, check_queue_name, current_user, load_settings, resolve_home
+from .config import (LOG_FILES, RUNS_DIR, check_queue_name, current_machine, current_user, load_settings, lock_path,
+                     resolve_home)
 from .durations import check_time, parse_duration
 from .errors import InvalidInput, Refused
 from .lock import ExecutorLock
-from .models import FINISHED, ON_VALUES, NewRun, On, Run, RunFilter, Status
+from .models import FINISHED, ON_VALUES, NewRun, On, Run, RunFilter, Status, WorkerInfo
 from .params import NotebookInfo, check_parameters, read_notebook
 from .queue import open_store
 
@@ -41,7 +44,8 @@ class RunQueue:
         self.settings = load_settings(self.home)
         self.runs_dir = self.home / RUNS_DIR
         self.store = open_store(self.home, self.settings)
-        self.lock = ExecutorLock(self.home / LOCK_FILE)
+        self.machine = current_machine()
+        self.lock = ExecutorLock(lock_path(self.home, self.store.shared, self.machine))
         if self.settings.store.identity == "database":
             # the server authenticated this role: $RUNTOOL_USER and `user` cannot stand in for it
             database = self._database()
@@ -239,7 +243,8 @@ class RunQueue:
         self.require("cancel")
         if force and run.status is Status.PROCESSING:
             self.require("force-cancel")
-        return cleanup.cancel(self.store, run, self.user, force, reason)
+        return cleanup.cancel(self.store, run, self.user, force, reason, self.machine,
+                              wait=self.settings.stale_after)
 
     def delete(self, run_id: int | str) -> Run:
         run = self.get(run_id)
@@ -253,7 +258,19 @@ class RunQueue:
 
     def reconcile(self) -> builtins.list[str]:
         """Repair runs left processing by a dead worker; one line per change."""
-        return cleanup.reconcile(self.store, self.lock, self.settings.retry_base_delay)
+        return cleanup.reconcile(self.store, self.lock, self.settings.retry_base_delay, self.machine,
+                                 self.settings.stale_after)
+
+    def workers(self) -> builtins.list[tuple[WorkerInfo, bool]]:
+        """Every worker and drain the store knows, each with whether it is gone (no heartbeat
+        for `stale_after`, or, on this machine, its process ended)."""
+        now = self.store.now()
+        fleet = []
+        for info in self.store.workers():
+            gone = now - info.heartbeat_at > self.settings.stale_after or (
+                info.machine == self.machine and not psutil.pid_exists(info.pid))
+            fleet.append((info, gone))
+        return fleet
 
     def purge(self, older_than: float | str, statuses: Sequence[Status] | None = None) -> builtins.list[int]:
         """Delete finished runs (and their folders) that finished more than `older_than` ago."""

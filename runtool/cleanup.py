@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from . import lifecycle, outcomes
+from . import attempts, lifecycle, outcomes
+from .config import OUTPUT_FILE
 from .errors import IllegalTransition
 from .lock import ExecutorLock
 from .models import FINISHED, Change, ErrorRecord, Run, Status
 from .processes import alive, end_run, run_token
 from .queue import Store
 
+#: How often a force-cancel from another machine looks whether the run's worker confirmed.
+CANCEL_CHECK_S = 0.2
 #: What an output notebook says about the attempt that wrote it.
 Evidence = Literal["succeeded", "failed", "unfinished"]
 
@@ -27,24 +31,47 @@ def known_processes(run: Run) -> list[tuple[int | None, float | None]]:
     return [(run.runner_pid, run.runner_ctime), (run.kernel_pid, run.kernel_ctime)]
 
 
-def is_stale(run: Run, lock: ExecutorLock) -> bool:
-    """Processing, but nothing executes it: its worker is gone, or the executor lock is free."""
+def is_local(store: Store, run: Run, machine: str) -> bool:
+    """Whether the run's processes are on this machine (always, on a one-machine store)."""
+    return not store.shared or run.machine in (None, machine)
+
+
+def staleness(run: Run, lock: ExecutorLock, local: bool, now: float, stale_after: float) -> str | None:
+    """Why nothing executes this processing run any more, or None if something may.
+
+    On its own machine: its worker process is gone (pid and start time) or the executor lock
+    is free, known at once. From another machine, which cannot see those processes: its
+    heartbeat is older than `stale_after` by the store's clock.
+    """
     if run.status is not Status.PROCESSING:
-        return False
-    if not alive(run.worker_pid, run.worker_ctime):
-        return True
-    return lock.is_free()
+        return None
+    if local:
+        if not alive(run.worker_pid, run.worker_ctime):
+            return f"worker {run.worker} gone"
+        return "executor lock free" if lock.is_free() else None
+    beat = run.heartbeat_at if run.heartbeat_at is not None else run.started_at
+    age = now - (beat or 0.0)
+    if age > stale_after:
+        return f"no heartbeat from machine {run.machine} for {age:.0f} s"
+    return None
 
 
-def reconcile(store: Store, lock: ExecutorLock, retry_base_delay: float) -> list[str]:
+def reconcile(store: Store, lock: ExecutorLock, retry_base_delay: float, machine: str,
+              stale_after: float) -> list[str]:
     """Repair every stale run; one line per change. Idempotent."""
     changes = []
-    for run in store.processing():
-        if not is_stale(run, lock):
+    processing = store.processing()
+    now = store.now() if processing else 0.0
+    for run in processing:
+        local = is_local(store, run, machine)
+        gone = staleness(run, lock, local, now, stale_after)
+        if gone is None:
             continue
-        ended = end_run(run_token(run.run_dir, run.started_at), known_processes(run))
-        verdict, error = _evidence(Path(run.output_path), run.started_at)
-        gone = f"worker {run.worker} gone" if not alive(run.worker_pid, run.worker_ctime) else "executor lock free"
+        # another machine's processes are its own to end (its worker fences itself)
+        ended = end_run(run_token(run.run_dir, run.started_at), known_processes(run)) if local else 0
+        files = attempts.files_dir(run, store.shared)
+        verdict, error = _evidence(files / OUTPUT_FILE if files.is_dir() else Path(run.output_path),
+                                   run.started_at)
         leftovers = f"; ended {ended} leftover process(es)" if ended else ""
         if verdict == "succeeded":
             reason = f"reconciled: {gone}; output notebook finished without exception{leftovers}"
@@ -100,9 +127,11 @@ def _cell_error(cell: dict, index: int) -> ErrorRecord:
     return {"type": "Error", "message": "cell failed", "cell": index + 1, "traceback": ""}
 
 
-def cancel(store: Store, run: Run, by: str, force: bool, reason: str | None) -> Run:
+def cancel(store: Store, run: Run, by: str, force: bool, reason: str | None, machine: str,
+           wait: float) -> Run:
     """Cancel a waiting run; a processing one only with `force` (the caller checked the
-    permission), ending its whole process tree."""
+    permission), ending its whole process tree: here if the run executes on this machine,
+    else by its worker, asked through the store and waited for up to `wait` seconds."""
     why = f"cancelled by {by}" + (f": {reason}" if reason else "")
     if run.status is Status.WAITING:
         return lifecycle.change(store, run.id, [Status.WAITING], Change(Status.CANCELLED, by, why), "cancel")
@@ -111,10 +140,33 @@ def cancel(store: Store, run: Run, by: str, force: bool, reason: str | None) -> 
     if not force:
         raise IllegalTransition(run.id, "processing", "cancel",
                                 "it is processing (an admin may end it with --force)")
+    if not is_local(store, run, machine):
+        return _cancel_elsewhere(store, run, by, f"force-{why}", wait)
     cancelled = lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.CANCELLED, by, f"force-{why}"),
                                  "force-cancel", attempt=run.attempt)
     end_run(run_token(run.run_dir, run.started_at), known_processes(run))
     return cancelled
+
+
+def _cancel_elsewhere(store: Store, run: Run, by: str, why: str, wait: float) -> Run:
+    """Ask the run's machine to end it and wait for its worker to confirm (it records the
+    cancel once the tree is gone); past `wait`, cancel it here with that reason (its worker,
+    if it ever comes back, finds the run no longer its own and ends the tree then)."""
+    if not store.request_cancel(run.id, run.attempt, by, why):
+        current = store.get(run.id)
+        raise IllegalTransition(run.id, current.status.value, "cancel", f"it already {current.status.value}")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        current = store.get(run.id)
+        if current.status is not Status.PROCESSING or current.attempt != run.attempt:
+            if current.status is Status.CANCELLED:
+                return current
+            raise IllegalTransition(run.id, current.status.value, "cancel",
+                                    f"it {current.status.value} before machine {run.machine} ended it")
+        time.sleep(CANCEL_CHECK_S)
+    unanswered = f"{why}; machine {run.machine} did not confirm within {wait:g} s"
+    return lifecycle.change(store, run.id, [Status.PROCESSING], Change(Status.CANCELLED, by, unanswered),
+                            "force-cancel", attempt=run.attempt)
 
 
 def delete(store: Store, run: Run) -> Run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ QUEUE_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 CONFIG_FILE = "runtool.toml"
 DB_FILE = "runtool.db"
 LOCK_FILE = "executor.lock"
+#: Where a machine's executor lock lives with a shared (PostgreSQL) store: a local folder,
+#: never the shared home, since file locks on network file systems cannot be trusted.
+LOCK_DIR_VAR = "RUNTOOL_LOCK_DIR"
 RUNS_DIR = "runs"
 #: The files runtool writes into a run folder.
 OUTPUT_FILE = "output.ipynb"
@@ -37,6 +41,8 @@ HOOK_LOG_FILE = "hook.log"
 NO_RETRY = ("SyntaxError", "IndentationError", "NameError", "ImportError", "ModuleNotFoundError",
             "UsageError")
 _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
+#: A run folder's private folders of attempts not yet recorded (shared stores): `.attempt-<n>-<ms>`.
+ATTEMPT_PREFIX = ".attempt-"
 #: The example notebooks (training, detection, dashboard) beside the package.
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -84,6 +90,8 @@ class Settings:
     """Seconds the on_finish hook may take before it is ended ([hooks] timeout)."""
     store: StoreSettings = field(default_factory=StoreSettings)
     """Where runs are recorded; $RUNTOOL_DATABASE_URL overrides its url."""
+    stale_after: float = 60.0
+    """Seconds without a heartbeat after which another machine takes a run over (beats every quarter)."""
 
 
 def check_queue_name(name: str) -> str:
@@ -106,6 +114,21 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 def current_machine() -> str:
     """$RUNTOOL_MACHINE, else the host name."""
     return os.environ.get("RUNTOOL_MACHINE") or os.uname().nodename
+
+
+def lock_path(home: Path, shared: bool, machine: str) -> Path:
+    """The executor lock: `executor.lock` in a SQLite home (the home is one machine), else
+    `executor-<machine>.lock` in $RUNTOOL_LOCK_DIR, else in `<temp dir>/runtool` (local)."""
+    if not shared:
+        return home / LOCK_FILE
+    folder = Path(os.environ.get(LOCK_DIR_VAR) or Path(tempfile.gettempdir()) / "runtool")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.environ.get(LOCK_DIR_VAR) and folder.stat().st_uid == os.getuid():
+            folder.chmod(0o1777)  # every user of the machine shares its one lock
+    except OSError as exc:
+        raise InvalidInput(f"lock folder {folder}: cannot create: {exc.strerror}") from None
+    return folder / f"executor-{re.sub(r'[^A-Za-z0-9._-]', '_', machine)}.lock"
 
 
 def current_user() -> str:
@@ -142,10 +165,12 @@ def _settings_from(data: dict[str, Any], path: str) -> Settings:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
                 raise ConfigError(path, key, "expected a whole number from 0 to 100")
             values[key] = value
-        elif key in ("retry_base_delay", "poll", "timeout"):
+        elif key in ("retry_base_delay", "poll", "timeout", "stale_after"):
             values[key] = _duration(path, key, value)
             if key == "poll" and not 0.01 <= values[key] <= 3600:
                 raise ConfigError(path, key, "expected a duration from 0.01s to 1h")
+            if key == "stale_after" and not 1 <= values[key] <= 86400:
+                raise ConfigError(path, key, "expected a duration from 1s to 1d")
         elif key == "queues":
             if not isinstance(value, list) or not value:
                 raise ConfigError(path, key, "expected a non-empty list of queue names")

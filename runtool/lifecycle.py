@@ -7,7 +7,7 @@ operation here is one store transaction made of the store's primitives (queue.Tx
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Literal
 
@@ -85,17 +85,22 @@ def submit_sweep(store: Store, news: Sequence[NewRun], by: str) -> list[Run]:
 
 
 def change(store: Store, run_id: int, from_statuses: Sequence[Status], to: Change, action: str,
-           attempt: int | None = None) -> Run:
+           attempt: int | None = None, then: Callable[[Run], None] | None = None) -> Run:
     """One guarded status change (and its consequences for continuations).
 
     IllegalTransition, changing nothing, if the run is not in `from_statuses` (or no longer
-    at `attempt`); ValueError if runtool never makes such a change.
+    at `attempt`); ValueError if runtool never makes such a change. `then`, given the
+    changed run, runs inside the transaction, which it may refuse by raising: the change
+    holds the run's row until the commit, so no one else decides about the run meanwhile.
     """
     for source in from_statuses:
         if to.to not in TRANSITIONS[source]:
             raise ValueError(f"{source} -> {to.to} is not a status change runtool makes")
     with store.write() as tx:
-        return _change(tx, run_id, from_statuses, to, action, attempt)
+        changed = _change(tx, run_id, from_statuses, to, action, attempt)
+        if then is not None:
+            then(changed)
+        return changed
 
 
 def retry(store: Store, run_id: int, by: str) -> Run:

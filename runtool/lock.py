@@ -20,7 +20,10 @@ class ExecutorLock:
         """Take the lock without waiting; True if this object now holds it."""
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except PermissionError:  # another user's lock file (a machine-wide lock): flock needs no write
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -33,8 +36,11 @@ class ExecutorLock:
     def note(self, text: str) -> None:
         """Write who holds the lock and for what into the lock file (for people reading it)."""
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, text.encode(), 0)
+            try:
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, text.encode(), 0)
+            except OSError:
+                pass  # opened read-only: the note is for people, the lock holds all the same
 
     def release(self) -> None:
         if self._fd is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, TypedDict
 
-from .config import OUTPUT_FILE
+from .config import ATTEMPT_PREFIX, OUTPUT_FILE
 from .durations import iso
 
 
@@ -110,6 +110,36 @@ class Claimant:
 
 
 @dataclass(frozen=True)
+class Beat:
+    """What a heartbeat learnt about the attempt it renewed."""
+
+    own: bool
+    """The run is still processing this attempt for this worker (False: reconciled away)."""
+    cancel: tuple[str, str] | None = None
+    """(who, reason) of a force-cancel asked from another machine, if any."""
+
+
+@dataclass
+class WorkerInfo:
+    """One worker or drain as the fleet view shows it (`runtool workers`)."""
+
+    name: str
+    machine: str
+    pid: int
+    queues: list[str]
+    started_at: float
+    heartbeat_at: float
+    run_id: int | None = None
+    kind: str = "worker"
+    """"worker" or "drain"."""
+
+    def to_dict(self, gone: bool) -> dict[str, Any]:
+        return {"name": self.name, "machine": self.machine, "pid": self.pid, "kind": self.kind,
+                "queues": self.queues, "run_id": self.run_id, "started_at": iso(self.started_at),
+                "heartbeat_at": iso(self.heartbeat_at), "gone": gone}
+
+
+@dataclass(frozen=True)
 class RunFilter:
     """Which runs `list` and `count` select; empty fields select all."""
 
@@ -159,6 +189,8 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     run_dir: str = ""
     history: list[HistoryEntry] = field(default_factory=list)
+    cancel_requested: tuple[str, str] | None = None
+    """(who, reason) of a force-cancel waiting for the owning machine (PostgreSQL store)."""
 
     def label(self, now: float) -> str:
         """The status as people see it: waiting runs read scheduled, awaiting or retrying."""
@@ -182,6 +214,13 @@ class Run:
     @property
     def output_path(self) -> str:
         return f"{self.run_dir}/{OUTPUT_FILE}"
+
+    @property
+    def attempt_dir(self) -> str:
+        """The current attempt's private folder (shared stores): its files move into the run
+        folder only when its owner records it, so a late attempt never changes the run folder."""
+        stamp = round((self.started_at or 0.0) * 1000)
+        return f"{self.run_dir}/{ATTEMPT_PREFIX}{self.attempt}-{stamp}"
 
     def to_dict(self, with_history: bool = False) -> dict[str, Any]:
         """The record as `--json` and the Python API show it."""

@@ -16,7 +16,7 @@ from psycopg.rows import tuple_row
 
 from .errors import StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: pg_advisory_xact_lock key of schema changes (any fixed number; "runtool" in ASCII).
 SCHEMA_LOCK = 0x72756E746F6F6C
 #: The channel submissions, retries and resumes notify idle workers on.
@@ -64,6 +64,17 @@ CREATE POLICY runs_read ON runs FOR SELECT USING (true);
 CREATE POLICY runs_submit ON runs FOR INSERT WITH CHECK (status = 'waiting');
 INSERT INTO runtool_schema (version) VALUES (1)
 """
+#: Several machines (DESIGN.md section 12): a force-cancel asked of the owning machine, the
+#: database's own refusal of a second processing run on one machine, and the fleet's workers.
+_V2 = """
+ALTER TABLE runs ADD COLUMN cancel_requested text;
+CREATE UNIQUE INDEX runs_one_per_machine ON runs (machine) WHERE status = 'processing';
+CREATE TABLE workers (
+    name text PRIMARY KEY, machine text NOT NULL, pid integer NOT NULL, kind text NOT NULL,
+    queues text NOT NULL, started_at double precision NOT NULL, heartbeat_at double precision NOT NULL,
+    run_id bigint
+)
+"""
 #: Row rules for the group roles (the owner of the tables, who made them, is not bound by
 #: them). An operator changes waiting and finished runs, and a processing run only when its
 #: own role's worker claimed it (`worker_role`): never another's (that is force-cancel).
@@ -81,11 +92,11 @@ RUN_COLUMNS = ", ".join((
     "max_attempts", "timeout_s", "kernel", "output_copy", "created_at", "not_before", "started_at",
     "finished_at", "heartbeat_at", "after_ids", "after_on", "ready", "submitted_by", "worker",
     "machine", "worker_pid", "worker_ctime", "runner_pid", "runner_ctime", "kernel_pid",
-    "kernel_ctime", "progress_done", "progress_total", "error", "metrics",
+    "kernel_ctime", "progress_done", "progress_total", "error", "metrics", "cancel_requested",
 ))
 
 #: Version reached -> the statements that reach it from the version before.
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 
 
 def prepare(connection: psycopg.Connection[Any], where: str) -> None:
@@ -110,6 +121,20 @@ def prepare(connection: psycopg.Connection[Any], where: str) -> None:
             conn.execute("UPDATE runtool_schema SET version = %s", (step,))
         if version == 0:
             _group_roles(conn)
+        elif version < 2 and _has_group_roles(conn):
+            for statement in _WORKER_GRANTS:
+                conn.execute(statement)  # type: ignore[arg-type]  # our own constant SQL
+
+
+_WORKER_GRANTS = [
+    f"GRANT SELECT ON workers TO {GROUP_ROLES['viewer']}",
+    f"GRANT SELECT, INSERT, UPDATE, DELETE ON workers TO {GROUP_ROLES['operator']}, {GROUP_ROLES['admin']}",
+]
+
+
+def _has_group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (GROUP_ROLES["admin"],)).fetchone()
+    return bool(row and row[0])
 
 
 def _version(conn: psycopg.Cursor[tuple[Any, ...]]) -> int:
@@ -163,6 +188,7 @@ def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
         f"GRANT INSERT, UPDATE, DELETE ON runs, history, run_parents, run_words TO {operator}, {admin}",
         f"GRANT USAGE ON SEQUENCE runs_id_seq TO {operator}, {admin}",
         f"GRANT INSERT, UPDATE, DELETE ON paused TO {admin}",
+        *_WORKER_GRANTS,
         *_statements(_POLICIES.format(admin=admin, operator=operator)),
     ]
     for statement in statements:

@@ -11,6 +11,7 @@ transaction that had not begun), else on the next call after `StoreUnavailable`.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -28,12 +29,17 @@ from psycopg.rows import dict_row
 from . import pg_schema, words
 from .errors import InvalidInput, Refused, StoreUnavailable
 from .pg_schema import RUN_COLUMNS as _COLS
-from .models import LABELS, Claimant, HistoryEntry, Run, RunFilter, Status
+from .models import LABELS, Beat, Claimant, HistoryEntry, Run, RunFilter, Status, WorkerInfo
 from .durations import iso
 from .pg_tx import PostgresTx, nul_safe, words_of
 
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
+#: libpq's TCP settings unless the URL sets them: a cut link fails a statement within about
+#: 20 s instead of the kernel's 15 minutes of retransmissions (a worker's lease never waits on
+#: one: its heartbeats have their own thread).
+TCP_OPTIONS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+               "tcp_user_timeout": 20000}
 
 MARKER_WAIT_S = 0.1
 """How long `change_marker` waits for a notification still on its way."""
@@ -69,6 +75,8 @@ def _line(exc: BaseException) -> str:
 class PostgresStore:
     """Runs in a PostgreSQL database (schema made or migrated on first open)."""
 
+    shared = True
+
     def __init__(self, url: str, runs_dir: Path, application_name: str = "runtool") -> None:
         self.url = url
         self.where = describe(url)
@@ -88,8 +96,11 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         kwargs: dict[str, Any] = {"application_name": self.application_name}
         try:
-            if "connect_timeout" not in conninfo_to_dict(self.url):
+            given = conninfo_to_dict(self.url)
+            if "connect_timeout" not in given:
                 kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
+            if "host" in given and not str(given["host"]).startswith("/"):  # TCP, not a socket file
+                kwargs.update({k: v for k, v in TCP_OPTIONS.items() if k not in given})
             return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
@@ -314,6 +325,7 @@ class PostgresStore:
             progress_total=row["progress_total"],
             error=json.loads(row["error"]) if row["error"] else None,
             machine=row["machine"], metrics=json.loads(row["metrics"]),
+            cancel_requested=tuple(json.loads(row["cancel_requested"])) if row.get("cancel_requested") else None,
             run_dir=f"{self._runs_prefix}{row['id']}",
         )
 
@@ -450,7 +462,7 @@ class PostgresStore:
             args = {"queue": queue, "worker": nul_safe(claimant.name), "machine": nul_safe(claimant.machine),
                     "pid": claimant.pid, "ctime": claimant.ctime}
             # not redone on a lost connection: the claim may have committed unseen
-            row = self._one(query, args, redo=False)
+            row = self._call(functools.partial(_claim_or_none, query=query, args=args), redo=False)
             if row is not None:
                 return self.row_to_run(row)
         return None
@@ -470,13 +482,45 @@ class PostgresStore:
                 f"UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s AND attempt = %(attempt)s"  # type: ignore[arg-type]
                 " AND status = 'processing'", args))
 
-    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None) -> None:
+    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None,
+                  worker: str | None = None) -> Beat:
         done, total = progress if progress is not None else (None, None)
-        self._call(lambda c: c.execute(
+        row = self._one(
             f"""UPDATE runs SET heartbeat_at = {_NOW}, progress_done = COALESCE(%s, progress_done),
                   progress_total = COALESCE(%s, progress_total)
-                WHERE id = %s AND attempt = %s AND status = 'processing'""",  # type: ignore[arg-type]
-            (done, total, run_id, attempt)))
+                WHERE id = %s AND attempt = %s AND status = 'processing'
+                  AND (%s::text IS NULL OR worker = %s) RETURNING cancel_requested""",
+            (done, total, run_id, attempt, worker, worker))
+        if row is None:
+            return Beat(own=False)
+        asked = row["cancel_requested"]
+        return Beat(own=True, cancel=tuple(json.loads(asked)) if asked else None)  # type: ignore[arg-type]
+
+    def request_cancel(self, run_id: int, attempt: int, by: str, reason: str) -> bool:
+        row = self._one("UPDATE runs SET cancel_requested = %s WHERE id = %s AND attempt = %s"
+                        " AND status = 'processing' RETURNING id",
+                        (json.dumps([nul_safe(by), nul_safe(reason)]), run_id, attempt))
+        return row is not None
+
+    # -- the fleet ------------------------------------------------------------------
+
+    def worker_beat(self, info: WorkerInfo) -> None:
+        self._call(lambda c: c.execute(
+            f"""INSERT INTO workers (name, machine, pid, kind, queues, started_at, heartbeat_at, run_id)
+                VALUES (%s, %s, %s, %s, %s, {_NOW}, {_NOW}, %s)
+                ON CONFLICT (name) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at,
+                  run_id = EXCLUDED.run_id, queues = EXCLUDED.queues""",  # type: ignore[arg-type]
+            (nul_safe(info.name), nul_safe(info.machine), info.pid, info.kind, json.dumps(info.queues),
+             info.run_id)))
+
+    def worker_gone(self, name: str) -> None:
+        self._call(lambda c: c.execute("DELETE FROM workers WHERE name = %s", (nul_safe(name),)))
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        return [WorkerInfo(name=r["name"], machine=r["machine"], pid=r["pid"], queues=json.loads(r["queues"]),
+                           started_at=r["started_at"], heartbeat_at=r["heartbeat_at"], run_id=r["run_id"],
+                           kind=r["kind"])
+                for r in self._all("SELECT * FROM workers ORDER BY machine, name")]
 
     def pause(self, queue: str, by: str) -> None:
         self._call(lambda c: c.execute(
@@ -491,6 +535,15 @@ class PostgresStore:
             else:
                 tx.c.execute("DELETE FROM paused WHERE queue = %s", (queue,))
             tx.notify(queue or "*")
+
+
+def _claim_or_none(conn: psycopg.Connection[dict[str, Any]], query: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    """The claimed row; None when the database refuses a second processing run on this
+    machine (runs_one_per_machine): a run of this machine is still processing, for reconcile."""
+    try:
+        return conn.execute(query, args).fetchone()  # type: ignore[arg-type]
+    except pgerrors.UniqueViolation:
+        return None
 
 
 def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:

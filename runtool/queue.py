@@ -23,7 +23,7 @@ from . import sqlite_schema
 from .config import DB_FILE, RUNS_DIR, Settings, database_url
 from .durations import iso, parse_duration
 from .errors import InvalidInput, RunNotFound, StoreUnavailable
-from .models import LABELS, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, to_json
+from .models import LABELS, Beat, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, WorkerInfo, to_json
 from .store_common import change_assignments
 
 BUSY_TIMEOUT_S = 60.0
@@ -71,6 +71,8 @@ class Store(Protocol):
     except the worker's own: claim, process records and heartbeats."""
 
     runs_dir: Path
+    shared: bool
+    """Whether several machines may use it (PostgreSQL); SQLite: the home is one machine."""
 
     def close(self) -> None: ...
 
@@ -129,8 +131,25 @@ class Store(Protocol):
                          kernel: tuple[int, float] | None) -> None:
         """Note the (pid, start time) of the attempt's runner and kernel."""
 
-    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None) -> None:
-        """Note that the attempt is alive, and its cells done/total."""
+    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None,
+                  worker: str | None = None) -> Beat:
+        """Note that the attempt is alive, and its cells done/total, if the run is still
+        processing that attempt (for `worker`, if given); the Beat says whether it was, and
+        any force-cancel asked of it from another machine."""
+
+    def request_cancel(self, run_id: int, attempt: int, by: str, reason: str) -> bool:
+        """Ask the worker of a processing attempt to end it (a force-cancel from another
+        machine); False if the attempt is no longer processing, or the store is one machine's."""
+
+    # -- the fleet
+    def worker_beat(self, info: WorkerInfo) -> None:
+        """Note (or renew) a worker or drain serving this store, at the store's clock."""
+
+    def worker_gone(self, name: str) -> None:
+        """Forget a worker that stopped."""
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """Every worker and drain noted, by machine."""
 
     def pause(self, queue: str, by: str) -> None: ...
 
@@ -190,6 +209,8 @@ def _disk_trouble(folder: Path) -> str:
 
 class SQLiteStore:
     """One SQLite database of runs (WAL; every status change fsynced before it returns)."""
+
+    shared = False
 
     def __init__(self, db_path: Path, runs_dir: Path) -> None:
         self.path = db_path
@@ -485,15 +506,42 @@ class SQLiteStore:
             c.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = :id AND attempt = :attempt"
                       " AND status = 'processing'", args)
 
-    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None) -> None:
+    def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None,
+                  worker: str | None = None) -> Beat:
         done, total = progress if progress is not None else (None, None)
         with self._transaction(durable=False) as c:
-            c.execute(
+            row = c.execute(
                 """UPDATE runs SET heartbeat_at = ?, progress_done = COALESCE(?, progress_done),
                      progress_total = COALESCE(?, progress_total)
-                   WHERE id = ? AND attempt = ? AND status = 'processing'""",
-                (time.time(), done, total, run_id, attempt),
-            )
+                   WHERE id = ? AND attempt = ? AND status = 'processing' AND (? IS NULL OR worker = ?)
+                   RETURNING id""",
+                (time.time(), done, total, run_id, attempt, worker, worker),
+            ).fetchone()
+        return Beat(own=row is not None)
+
+    def request_cancel(self, run_id: int, attempt: int, by: str, reason: str) -> bool:
+        return False  # the home is one machine: a force-cancel ends the run's processes itself
+
+    def worker_beat(self, info: WorkerInfo) -> None:
+        with self._transaction(durable=False) as c:
+            now = time.time()
+            c.execute(
+                """INSERT INTO workers (name, machine, pid, kind, queues, started_at, heartbeat_at, run_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (name) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+                     run_id = excluded.run_id, queues = excluded.queues""",
+                (info.name, info.machine, info.pid, info.kind, json.dumps(info.queues), now, now, info.run_id))
+
+    def worker_gone(self, name: str) -> None:
+        with self._transaction(durable=False) as c:
+            c.execute("DELETE FROM workers WHERE name = ?", (name,))
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        with self._errors():
+            rows = self._conn.execute("SELECT * FROM workers ORDER BY machine, name").fetchall()
+        return [WorkerInfo(name=r["name"], machine=r["machine"], pid=r["pid"], queues=json.loads(r["queues"]),
+                           started_at=r["started_at"], heartbeat_at=r["heartbeat_at"], run_id=r["run_id"],
+                           kind=r["kind"]) for r in rows]
 
     def pause(self, queue: str, by: str) -> None:
         with self._transaction() as c:

@@ -258,8 +258,10 @@ def prewarm() -> None:
     KernelProvisionerFactory.instance()
 
 
-def start(run: Run, parameters: dict[str, Any], kernel: str | None) -> Child:
-    """Fork a runner for `run`; it inherits (and so keeps holding) the executor lock."""
+def start(run: Run, parameters: dict[str, Any], kernel: str | None, folder: str | None = None) -> Child:
+    """Fork a runner for `run`, writing its files into `folder` (default the run folder; the
+    attempt's private folder on a shared store); it inherits (and so keeps holding) the
+    executor lock."""
     prewarm()
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
@@ -271,7 +273,7 @@ def start(run: Run, parameters: dict[str, Any], kernel: str | None) -> Child:
         code = 70
         try:
             os.close(read_fd)
-            code = _runner_main(run, parameters, kernel, write_fd, parent)
+            code = _runner_main(run, parameters, kernel, write_fd, parent, folder or run.run_dir)
         finally:
             os._exit(code)
     os.close(write_fd)
@@ -279,14 +281,15 @@ def start(run: Run, parameters: dict[str, Any], kernel: str | None) -> Child:
     return Child(pid=pid, ctime=ident[1] if ident else 0.0, reports=read_fd)
 
 
-def _runner_main(run: Run, parameters: dict[str, Any], kernel: str | None, report_fd: int, parent: int) -> int:
+def _runner_main(run: Run, parameters: dict[str, Any], kernel: str | None, report_fd: int, parent: int,
+                 folder: str) -> int:
     global _report_fd
     if not _detach(parent):
         return 70
     _report_fd = report_fd
     os.environ[TOKEN_VAR] = run_token(run.run_dir, run.started_at)
-    _open_logs(Path(run.run_dir))
-    return _execute(run.notebook, Path(run.run_dir), parameters, kernel, None)
+    _open_logs(Path(folder))
+    return _execute(run.notebook, Path(folder), parameters, kernel, None)
 
 
 def _detach(parent: int) -> bool:
@@ -374,11 +377,12 @@ def start_ahead(key: KernelKey, token: str, after_fork: Callable[[], None] | Non
                  key=key, token=token)
 
 
-def assign(child: Child, run: Run, parameters: dict[str, Any]) -> bool:
-    """Hand `run` to a runner started ahead; False if that runner is gone."""
+def assign(child: Child, run: Run, parameters: dict[str, Any], folder: str | None = None) -> bool:
+    """Hand `run` to a runner started ahead, to write its files into `folder` (default the run
+    folder); False if that runner is gone."""
     assert child.assign is not None
     data = (json.dumps({"notebook": run.notebook, "run_dir": run.run_dir, "started_at": run.started_at,
-                        "parameters": parameters}) + "\n").encode()
+                        "folder": folder or run.run_dir, "parameters": parameters}) + "\n").encode()
     try:
         while data:
             data = data[os.write(child.assign, data):]
@@ -502,7 +506,7 @@ def _ahead_main(key: KernelKey, token: str, report_fd: int, assign_fd: int, pare
         _end_kernel(km)
         return 0
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # from now on ended like any runner
-    run_dir = Path(message["run_dir"])
+    run_dir = Path(message["folder"])
     os.environ[TOKEN_VAR] = run_token(message["run_dir"], message["started_at"])
     _open_logs(run_dir)  # also closes this runner's ends of the pipes: EOF once the kernel is gone
     for pump in pumps:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TABLES = """
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,6 +33,13 @@ CREATE TABLE history (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE paused (queue TEXT PRIMARY KEY, at REAL NOT NULL, by TEXT NOT NULL);
+"""
+#: The workers and drains serving the home (`runtool workers`), each renewing its row.
+_WORKERS = """
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY, machine TEXT NOT NULL, pid INTEGER NOT NULL, kind TEXT NOT NULL,
+    queues TEXT NOT NULL, started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, run_id INTEGER
+)
 """
 _RUN_PARENTS = """
 CREATE TABLE run_parents (
@@ -120,8 +127,13 @@ def _to_v2(db: Any) -> None:
     db.execute("INSERT INTO runs_fts (runs_fts) VALUES ('rebuild')")
 
 
+def _to_v3(db: Any) -> None:
+    """Version 2 -> 3: the workers table (the fleet view)."""
+    db.execute(_WORKERS)
+
+
 #: Version reached -> the step that reaches it from the version before.
-MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _to_v2}
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _to_v2, 3: _to_v3}
 
 
 def prepare(conn: sqlite3.Connection, where: str) -> None:
@@ -150,7 +162,7 @@ def prepare(conn: sqlite3.Connection, where: str) -> None:
 
 def _step(conn: sqlite3.Connection, version: int) -> None:
     if version == 0:
-        for statement in _statements(_TABLES + _RUN_PARENTS + ";" + _INDEXES + _DERIVED):
+        for statement in _statements(_TABLES + _RUN_PARENTS + ";" + _WORKERS + ";" + _INDEXES + _DERIVED):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return

@@ -1,7 +1,10 @@
 """The worker and drain loops: claim one runnable run at a time and execute it.
 
 Claims happen only while holding the executor lock, and the forked runner inherits the
-lock, so at most one run executes per home however many workers and drains share it.
+lock, so at most one run executes per home (per machine, with a shared store) however many
+workers and drains share it. While a run executes its lease (`lease.py`) renews the
+heartbeat; a run found no longer its own (reconciled away while this worker was frozen or
+cut off, or cancelled) has its processes ended and nothing recorded.
 """
 
 from __future__ import annotations
@@ -20,23 +23,24 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 
-from . import cleanup, hooks, lifecycle, outcomes
+from . import attempts, cleanup, hooks, lifecycle, outcomes
 from .api import RunQueue
-from .config import current_machine
-from .errors import RunNotFound, StoreUnavailable
+from .errors import IllegalTransition, RuntoolError, StoreUnavailable
 from .faults import crash_point as _crash_point
-from .models import Change, Claimant, ErrorRecord, Run, Status
+from .lease import Lease
+from .models import Change, Claimant, ErrorRecord, Run, Status, WorkerInfo
 from .params import RUNTIME_PARAMETERS, read_notebook
 from .processes import ahead_token, alive, end_run, run_token
+from .queue import Store, open_store
 
 if TYPE_CHECKING:
     from . import runner
 
 log = logging.getLogger("runtool.worker")
 #: How the watch of a runner ended: it exited by itself, or the worker ended it because of the
-#: run's timeout, a second signal to the worker, or a cancel from elsewhere.
-Verdict = Literal["exited", "timeout", "stopped", "cancelled"]
-HEARTBEAT_S = 5.0
+#: run's timeout, a second signal to the worker, a force-cancel asked from another machine, the
+#: run found no longer this attempt's ("fenced"), or heartbeats that no longer reach the store.
+Verdict = Literal["exited", "timeout", "stopped", "cancelled", "fenced", "lease lost"]
 #: How often a sleeping worker checks for signals (the store wakes it for new work).
 WAKE_CHECK_S = 0.1
 #: The longest one wait for the store's news lasts before signals are checked.
@@ -67,13 +71,17 @@ class Worker:
         self.queues = list(queues) or list(q.settings.queues or [])
         self.poll = poll if poll is not None else q.settings.poll
         self.limits = limits or Limits()
-        self.machine = current_machine()
+        self.machine = q.machine
         self.name = f"{self.machine}:{os.getpid()}"
         self.claimant = Claimant(self.name, os.getpid(), psutil.Process().create_time(), self.machine)
+        self.stale_after = q.settings.stale_after
         self.signals = 0
         self.executed = 0
         self.started = time.monotonic()
         self._last_retention = 0.0
+        self._last_reconcile = 0.0
+        self._last_beat = 0.0
+        self.kind = "worker"
         self.prestart = q.settings.prestart
         self._ahead: runner.Child | None = None
         """A runner forked ahead with a kernel for the next run (warm start)."""
@@ -111,16 +119,14 @@ class Worker:
     def serve(self) -> int:
         """The `worker` command: run until told to stop; 0 on a graceful stop."""
         self.warm_up()
-        reconciled = False
         log.info("worker %s serving %s", self.name, ", ".join(self.queues) or "all queues")
         try:
             while not self.stopping and not self._limits_reached():
                 try:  # a long-lived worker waits out an unavailable store instead of dying
-                    if not reconciled:
-                        self._reconcile()
-                        reconciled = True
+                    self._look_after_the_fleet()
                     self._apply_retention()
                     if self._execute_next() is None:
+                        self._renew_row()
                         self._sleep_until_work()
                 except StoreUnavailable as exc:
                     log.info("%s; trying again in %g s", exc, STORE_RETRY_S)
@@ -129,21 +135,25 @@ class Worker:
                     return 1
         finally:
             self._discard_ahead()
+            self._leave()
         log.info("worker %s stopped after %d run(s)", self.name, self.executed)
         return 0
 
     def drain(self) -> tuple[int, str]:
         """The `drain` command: execute runnable runs until none is runnable now."""
+        self.kind = "drain"
         self._reconcile()
         if not self.q.store.has_runnable(self.queues, self.q.store.now()):
             return 0, "executed 0 run(s)"
         if not self.q.lock.try_acquire(f"{self.name} drain"):
-            executing = self.q.store.processing()
+            executing = [r for r in self.q.store.processing() if cleanup.is_local(self.q.store, r, self.machine)]
             what = f"run {executing[-1].id}" if executing else "a run"
-            return 0, f"another process is executing {what} in {self.q.home}; not starting"
+            where = f"on machine {self.machine}" if self.q.store.shared else f"in {self.q.home}"
+            return 0, f"another process is executing {what} {where}; not starting"
         try:
             self.warm_up()  # only now: an extra drain leaves without paying for papermill
             while not self.stopping and not self._limits_reached():
+                self._look_after_the_fleet()
                 if self._execute_next() is None:
                     break
                 if self.signals > 1:
@@ -151,12 +161,38 @@ class Worker:
         finally:
             self._discard_ahead()
             self.q.lock.release()
+            self._leave()
         return 0, f"executed {self.executed} run(s)"
 
     def _reconcile(self) -> None:
+        self._last_reconcile = time.monotonic()
         for line in self.q.reconcile():
             log.info("%s", line)
 
+    def _info(self, run: Run | None = None) -> WorkerInfo:
+        return WorkerInfo(self.name, self.machine, os.getpid(), self.queues, 0.0, 0.0,
+                          run.id if run else None, self.kind)
+
+    def _look_after_the_fleet(self) -> None:
+        """Look for stale runs (another machine's too) every stale_after, so that a dead
+        machine's run is taken over without anyone asking."""
+        if not self._last_reconcile or time.monotonic() - self._last_reconcile >= self.stale_after:
+            self._reconcile()
+
+    def _renew_row(self) -> None:
+        """While idle, renew this worker's row in `workers` every stale_after/4 (while a run
+        executes the lease does). Only when idle: a write must never come between the
+        executor lock and the claim, nor keep an idle worker from its next look."""
+        now = time.monotonic()
+        if now - self._last_beat >= self.stale_after / 4:
+            self._last_beat = now
+            self.q.store.worker_beat(self._info())
+
+    def _leave(self) -> None:
+        try:
+            self.q.store.worker_gone(self.name)
+        except StoreUnavailable:
+            pass  # seen as gone once its heartbeat is stale_after old
     def _apply_retention(self) -> None:
         if self.q.settings.retention and time.monotonic() - self._last_retention > RETENTION_EVERY_S:
             self._last_retention = time.monotonic()
@@ -170,6 +206,8 @@ class Worker:
         due = self.q.store.next_due(now)
         # monotonic from here: the store's clock only says how far off the next due run is
         until = time.monotonic() + (self.poll if due is None else min(self.poll, due - now))
+        until = min(until, self._last_beat + self.stale_after / 4, self._last_reconcile + self.stale_after)
+        # (both were just done, so `until` lies ahead: no busy loop)
         if self.q.store.wait_for_change(0):  # news since the last look (this also starts listening)
             return
         self._check_ahead()
@@ -215,21 +253,52 @@ class Worker:
             log.info("run %d: could not start: %s", run.id, error["message"])
             return
         child = self._start(run, parameters, key)
-        self._best_effort(run, lambda: self.q.store.record_processes(
-            run.id, run.attempt, (child.pid, child.ctime), child.kernel))
+        lease = Lease(self._lease_store, run, self.name, self.stale_after, also=self._while_executing(run))
+        lease.runner, lease.kernel = (child.pid, child.ctime), child.kernel
+        lease.start()
         self._start_ahead(key)  # the next run's kernel starts while this one executes
-        verdict, status = self._watch(run, child)
+        try:
+            verdict, status = self._watch(run, child, lease)
+        finally:
+            lease.stop()
         child.read_reports()
         child.close()
         self._end(run, child, grace=1.0)  # whatever the notebook left behind
         elapsed = time.monotonic() - began
         _crash_point("executed")
-        self._until_recorded(run, lambda: self._record(run, child, status, verdict, elapsed))
+        if verdict == "fenced":
+            log.info("run %d: no longer this attempt's (cancelled or taken over elsewhere); ended its"
+                     " processes, recorded nothing", run.id)
+            return
+        self._until_recorded(run, lambda: self._record(run, child, status, verdict, elapsed, lease))
+
+    def _while_executing(self, run: Run) -> Callable[[Store], None]:
+        """What the lease thread also does at each heartbeat: renew this worker's row, and
+        look for other machines' stale runs every stale_after (this run is not: its worker
+        is alive and holds the lock)."""
+        def also(store: Store) -> None:
+            store.worker_beat(self._info(run))
+            if time.monotonic() - self._last_reconcile >= self.stale_after:
+                self._last_reconcile = time.monotonic()
+                try:
+                    for line in cleanup.reconcile(store, self.q.lock, self.q.settings.retry_base_delay,
+                                                  self.machine, self.stale_after):
+                        log.info("%s", line)
+                except RuntoolError as exc:
+                    log.info("reconcile: %s", exc)
+        return also
+
+    def _files(self, run: Run) -> Path:
+        return attempts.files_dir(run, self.q.store.shared)
+
+    def _lease_store(self) -> Store:
+        """A store connection of the lease's own (opened in its thread)."""
+        return open_store(self.q.home, self.q.settings)
 
     def _parameters(self, run: Run) -> dict[str, Any]:
         declared = read_notebook(run.notebook).parameters
         values = dict(run.parameters)
-        runtime: dict[str, Any] = {"run_id": run.id, "run_dir": run.run_dir}
+        runtime: dict[str, Any] = {"run_id": run.id, "run_dir": str(self._files(run))}
         if run.after:
             runtime.update(parent_run_id=run.after[0], parent_run_dir=str(self.q.runs_dir / str(run.after[0])),
                            parent_run_dirs=[str(self.q.runs_dir / str(p)) for p in run.after])
@@ -252,14 +321,15 @@ class Worker:
         from . import runner
 
         if not self.prestart or key is None:
-            return runner.start(run, parameters, run.kernel)
+            return runner.start(run, parameters, run.kernel, str(self._files(run)))
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.key == key and self._usable(ahead) and runner.assign(ahead, run, parameters):
+        folder = str(self._files(run))
+        if ahead is not None and ahead.key == key and self._usable(ahead) and runner.assign(ahead, run, parameters, folder):
             return ahead
         if ahead is not None:
             self._discard(ahead)
         child = runner.start_ahead(key, run_token(run.run_dir, run.started_at), self._forget_lock)
-        if not runner.assign(child, run, parameters):
+        if not runner.assign(child, run, parameters, folder):
             log.info("run %d: its runner died at once", run.id)  # _watch reports how
         return child
 
@@ -322,11 +392,15 @@ class Worker:
             time.sleep(0.002)
         end_run(ahead.token or "", [(ahead.pid or None, ahead.ctime), ahead.kernel or (None, None)], grace=1.0)
 
-    def _watch(self, run: Run, child: runner.Child) -> tuple[Verdict, int | None]:
+    def _watch(self, run: Run, child: runner.Child, lease: Lease) -> tuple[Verdict, int | None]:
         """Wait for the runner to end; returns the verdict and its exit code.
+
+        The verdict is 'exited', 'timeout', 'stopped' (second signal), 'fenced' (the run is
+        no longer this attempt's), 'cancelled' (a force-cancel asked from another machine)
+        or 'lease lost' (no heartbeat reached a shared store for most of stale_after).
         """
         deadline = time.monotonic() + run.timeout_s if run.timeout_s else None
-        next_beat = time.monotonic() + HEARTBEAT_S
+        shared = self.q.store.shared
         verdict: Verdict = "exited"
         while True:
             try:
@@ -340,37 +414,24 @@ class Worker:
                 continue
             select.select([child.reports], [], [], 0.05)
             child.read_reports()
-            if "kernel" in child.news:
-                self._best_effort(run, lambda: self.q.store.record_processes(
-                    run.id, run.attempt, None, child.kernel))
-            if "progress" in child.news or time.monotonic() >= next_beat:
-                self._best_effort(run, lambda: self.q.store.heartbeat(run.id, run.attempt, child.progress))
-                next_beat = time.monotonic() + HEARTBEAT_S
-                if self._cancelled_elsewhere(run):
-                    verdict = "cancelled"
+            if child.news:
+                lease.kernel, lease.progress = child.kernel, child.progress
+                lease.poke()
             child.news.clear()
+            if lease.lost:
+                verdict = "fenced"
+            elif lease.cancel is not None:
+                verdict = "cancelled"
+            elif shared and lease.expired():
+                verdict = "lease lost"
+                log.info("run %d: no heartbeat reached the store for %.0f s; ending the run", run.id,
+                         time.monotonic() - lease.renewed)
             if deadline is not None and time.monotonic() >= deadline:
                 verdict = "timeout"
             if self.signals > 1:
                 verdict = "stopped"
             if verdict != "exited":
-                self._end(run, child)
-
-    def _cancelled_elsewhere(self, run: Run) -> bool:
-        try:
-            current = self.q.store.get(run.id)
-        except RunNotFound:
-            return True
-        except StoreUnavailable:
-            return False  # cannot tell now; asked again at the next heartbeat
-        return current.status is not Status.PROCESSING or current.attempt != run.attempt
-
-    def _best_effort(self, run: Run, write: Callable[[], object]) -> None:
-        """A heartbeat or a process record: skipped while the store is unavailable."""
-        try:
-            write()
-        except StoreUnavailable as exc:
-            log.info("run %d: %s; carrying on", run.id, exc)
+                self._end(run, child, grace=0.5 if verdict in ("fenced", "lease lost") else 2.0)
 
     def _until_recorded(self, run: Run, record: Callable[[], object]) -> None:
         """Record an outcome, retrying while the store is unavailable (locked, read-only, full).
@@ -404,30 +465,46 @@ class Worker:
         return outcomes.fail_attempt(self.q.store, run, error, self.name, reason, self.q.settings.retry_base_delay,
                                      no_retry=self.q.settings.no_retry)
 
-    def _record(self, run: Run, child: runner.Child, status: int | None, verdict: Verdict, elapsed: float) -> None:
+    def _record(self, run: Run, child: runner.Child, status: int | None, verdict: Verdict, elapsed: float,
+                lease: Lease) -> None:
         q, by = self.q, self.name
         if verdict == "stopped":
             back = Change(Status.WAITING, by, "worker stopped by a second signal; attempt not counted",
                           attempt="uncount")
-            lifecycle.change(q.store, run.id, [Status.PROCESSING], back, "requeue", attempt=run.attempt)
+            lifecycle.change(q.store, run.id, [Status.PROCESSING], back, "requeue", attempt=run.attempt,
+                             then=outcomes.owner(q.store, run))
             log.info("run %d: stopped after %.1f s, back to waiting", run.id, elapsed)
             return
-        if verdict == "cancelled":
-            log.info("run %d: cancelled while running (%.1f s)", run.id, elapsed)
+        if verdict == "cancelled" and lease.cancel is not None:
+            asker, why = lease.cancel
+            ended = Change(Status.CANCELLED, asker, f"{why}; process tree ended on machine {self.machine}")
+            try:
+                cancelled = lifecycle.change(q.store, run.id, [Status.PROCESSING], ended, "force-cancel",
+                                             attempt=run.attempt, then=outcomes.owner(q.store, run))
+            except IllegalTransition:
+                pass  # the asker gave up waiting and cancelled it itself
+            else:
+                hooks.on_finish(q.settings, cancelled, q.home)
+            log.info("run %d: force-cancelled from another machine by %s (%.1f s)", run.id, asker, elapsed)
             return
         error: ErrorRecord
-        if verdict == "timeout":
+        if verdict == "lease lost":
+            error = {"type": "LeaseLost", "message": f"lease lost: no heartbeat reached the store for"
+                     f" {self.stale_after * 0.75:g} s; the worker ended the run",
+                     "cell": child.progress[0] + 1 if child.progress else None, "traceback": ""}
+        elif verdict == "timeout":
             error = {"type": "Timeout", "message": f"run exceeded its timeout of {run.timeout_s:g} s",
                      "cell": child.progress[0] + 1 if child.progress else None, "traceback": ""}
         elif status == 0 and child.error is None:
             done = outcomes.succeed(q.store, run, by, f"finished in {elapsed:.1f} s")
-            log.info("run %d: succeeded in %.1f s%s", run.id, elapsed, "" if done else " (already cancelled)")
+            log.info("run %d: succeeded in %.1f s%s", run.id, elapsed,
+                     "" if done else " (not recorded: no longer this attempt's)")
             hooks.on_finish(q.settings, done, q.home)
             return
         else:
             error = child.error or _runner_died(status, child.progress)
         result = self._fail(run, error, f"{error['type']}: {error['message']}")
-        outcome = result.status.value if result else "not recorded: the run was cancelled meanwhile"
+        outcome = result.status.value if result else "not recorded: no longer this attempt's (cancelled or taken over)"
         if result is not None and result.status is Status.WAITING:
             outcome = "waiting for retry"
         log.info("run %d: failed in %.1f s (%s: %s) -> %s", run.id, elapsed, error["type"],

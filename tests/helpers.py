@@ -118,6 +118,11 @@ def spawn(home: Path, *args: str, env: dict | None = None, log: Path | None = No
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
 
 
+def files_of(q, run) -> Path:
+    """Where the run's current attempt writes: its private folder on a shared store."""
+    return Path(run.attempt_dir if q.store.shared else run.run_dir)
+
+
 def markers(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -171,7 +176,7 @@ def kernel_started(q: Any, run_id: int):
     """The run of the long notebook once its kernel is up, its grandchild recorded and its
     output notebook says the sleep cell (the 4th of 5) is running; else None."""
     run = q.get(run_id)
-    folder = Path(run.run_dir)
+    folder = files_of(q, run)
     grandchild = folder / "grandchild.pid"
     if not (run.kernel_pid and grandchild.exists() and grandchild.read_text()):
         return None

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import LONG_BODY, LONG_PARAMETERS, ROLES, kernel_started, notebook, runtool, spawn, wait_for, write_config
+from helpers import (LONG_BODY, LONG_PARAMETERS, ROLES, files_of, kernel_started, notebook, runtool, spawn, wait_for,
+                     write_config)
 from runtool import IllegalTransition, PermissionDenied, RunQueue, Status
 from runtool.cleanup import apply_retention
 from runtool.processes import alive
@@ -102,7 +103,7 @@ def test_processing_run_cannot_be_cancelled_or_deleted_and_force_cancel_is_admin
     worker = spawn(home, "worker")
     try:
         started = wait_for(lambda: kernel_started(admin, run.id))
-        grandchild = int((Path(started.run_dir) / "grandchild.pid").read_text())
+        grandchild = int((files_of(admin, started) / "grandchild.pid").read_text())
         for user in ("bob", "alice"):
             result = runtool(home, "cancel", str(run.id), user=user)
             assert result.code == 1

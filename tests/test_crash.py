@@ -8,7 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import LONG_BODY, LONG_PARAMETERS, kernel_started, markers, notebook, runtool, spawn, wait_for, write_config
+from helpers import (LONG_BODY, LONG_PARAMETERS, files_of, kernel_started, markers, notebook, runtool, spawn,
+                     wait_for, write_config)
 from runtool import RunQueue, Status
 from runtool.processes import alive
 
@@ -26,7 +27,7 @@ def test_sigkill_mid_run_frees_lock_and_kernel_then_reconcile_repairs(home, long
     nxt = q.submit(job)
     worker = spawn(home, "worker")
     started = wait_for(lambda: kernel_started(q, run.id))
-    grandchild = int((Path(started.run_dir) / "grandchild.pid").read_text())
+    grandchild = int((files_of(q, started) / "grandchild.pid").read_text())
     worker.send_signal(signal.SIGKILL)
     worker.communicate(timeout=30)
     # the runner and its kernel die with the worker; the lock is free at once
@@ -117,7 +118,7 @@ def test_second_sigterm_ends_the_run_and_requeues_it(home, long_nb, tmp_path):
     log = tmp_path / "worker.log"
     worker = spawn(home, "worker", log=log)
     started = wait_for(lambda: kernel_started(q, run.id))
-    grandchild = int((Path(started.run_dir) / "grandchild.pid").read_text())
+    grandchild = int((files_of(q, started) / "grandchild.pid").read_text())
     worker.send_signal(signal.SIGTERM)
     # two signals before the handler runs would count as one: send the second once it has
     wait_for(lambda: "SIGTERM: finishing the current run" in log.read_text(), timeout=30)

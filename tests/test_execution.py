@@ -37,7 +37,11 @@ def test_success_writes_output_logs_progress_and_runtime_parameters(q, job, tmp_
     folder = Path(done.run_dir)
     result = json.loads((folder / "result.json").read_text())
     assert result["n"] == 7 and result["label"] == "seven"
-    assert result["run_id"] == run.id and result["run_dir"] == str(folder)
+    assert result["run_id"] == run.id
+    if q.store.shared:  # the attempt's private folder, whose files moved into the run folder
+        assert result["run_dir"].startswith(f"{folder}/.attempt-1-") and not Path(result["run_dir"]).exists()
+    else:
+        assert result["run_dir"] == str(folder)
     assert result["cwd"] == str(job.parent)  # the notebook's folder
     assert "done 7" in (folder / "stdout.log").read_text()
     output = json.loads((folder / "output.ipynb").read_text())
