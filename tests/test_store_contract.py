@@ -17,7 +17,7 @@ from stores import PREPARE, STORE_KINDS
 from runtool import lifecycle
 from runtool.config import load_settings
 from runtool.errors import IllegalTransition, InvalidInput, RunNotFound
-from runtool.models import LABELS, Change, Claimant, NewRun, RunFilter, Status
+from runtool.models import LABELS, Change, Claimant, NewRun, RunFilter, Status, WorkerInfo
 from runtool.queue import Store, open_store
 
 ME = Claimant("contract:1", os.getpid(), 0.0, "m1")
@@ -57,6 +57,11 @@ def finish(store: Store, run_id: int, to: Status = Status.SUCCEEDED) -> None:
     assert claimed is not None and claimed.id == run_id, claimed
     lifecycle.change(store, run_id, [Status.PROCESSING], Change(to, "w", "done", BOOM if to is Status.FAILED else None),
                      "record", attempt=claimed.attempt)
+
+
+def end(store: Store, run_id: int) -> None:
+    """End a processing run's attempt (failed)."""
+    lifecycle.change(store, run_id, [Status.PROCESSING], Change(Status.FAILED, "w", "done", BOOM), "record")
 
 
 # -- submitting and reading ------------------------------------------------------------
@@ -151,10 +156,55 @@ def test_claim_order_queue_order_then_priority_then_age(store: Store) -> None:
     high = submit(store, queue="b", priority=10)
     other = submit(store, queue="a", priority=100)
     order = []
-    while (run := store.claim(["b", "a"], ME)) is not None:
+    # a machine each: a shared store refuses a second processing run on one machine
+    while (run := store.claim(["b", "a"], Claimant(f"c:{len(order)}", 1, 0.0, f"m{len(order)}"))) is not None:
         order.append(run.id)
     assert order == [high, old, young, low, other]
     assert store.claim([], ME) is None
+
+
+def test_one_processing_run_per_machine_on_a_shared_store(store: Store) -> None:
+    first, second = submit(store), submit(store)
+    assert store.claim([], ME) is not None
+    other = store.claim([], ME)
+    if store.shared:  # the database itself refuses it, whatever the executor locks say
+        assert other is None
+        end(store, first)
+        other = store.claim([], ME)
+    assert other is not None and other.id == second
+
+
+def test_heartbeat_says_whether_the_attempt_is_still_its_own(store: Store) -> None:
+    run_id = submit(store)
+    run = store.claim([], ME)
+    assert run is not None
+    beat = store.heartbeat(run_id, 1, (1, 3), ME.name)
+    assert beat.own and beat.cancel is None and store.get(run_id).progress_done == 1
+    assert not store.heartbeat(run_id, 1, None, "someone-else").own
+    assert not store.heartbeat(run_id, 2, None, ME.name).own
+    if store.shared:
+        assert store.request_cancel(run_id, 1, "alice", "force-cancelled by alice")
+        assert store.heartbeat(run_id, 1, None, ME.name).cancel == ("alice", "force-cancelled by alice")
+        assert store.get(run_id).cancel_requested == ("alice", "force-cancelled by alice")
+    else:
+        assert not store.request_cancel(run_id, 1, "alice", "force-cancelled by alice")
+    end(store, run_id)
+    assert not store.heartbeat(run_id, 1, None, ME.name).own
+    assert not store.request_cancel(run_id, 1, "alice", "too late")
+
+
+def test_workers_are_noted_renewed_and_forgotten(store: Store) -> None:
+    info = WorkerInfo("gpu-01:7", "gpu-01", 7, ["a", "b"], 0.0, 0.0, None, "drain")
+    store.worker_beat(info)
+    [noted] = store.workers()
+    assert (noted.name, noted.machine, noted.pid, noted.queues, noted.run_id, noted.kind) == (
+        "gpu-01:7", "gpu-01", 7, ["a", "b"], None, "drain")
+    assert abs(noted.heartbeat_at - store.now()) < 60
+    info.run_id = 5
+    store.worker_beat(info)
+    assert [w.run_id for w in store.workers()] == [5]
+    store.worker_gone("gpu-01:7")
+    assert store.workers() == []
 
 
 def test_claim_records_worker_machine_attempt_and_history(store: Store) -> None:
