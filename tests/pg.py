@@ -114,10 +114,12 @@ def prepare_home(home: Path) -> None:
     (home / "runtool.toml").write_text(f'[store]\nurl = "{shared().new_database()}"\n')
 
 
-def start(fsync: bool = False, where: str | None = None) -> Server:
+def start(fsync: bool = False, where: str | None = None, listen: str = "127.0.0.1",
+          hba: tuple[str, ...] = ()) -> Server:
     """The server of $RUNTOOL_TEST_DATABASE_URL, else a new one (in a temporary folder of
-    `where`; fsync off unless asked: the benchmarks want it on); RuntimeError if none can start."""
-    if os.environ.get("RUNTOOL_TEST_DATABASE_URL") and where is None:
+    `where`; fsync off unless asked: the benchmarks want it on; also listening on `listen`,
+    with `hba` lines added to pg_hba.conf); RuntimeError if none can start."""
+    if os.environ.get("RUNTOOL_TEST_DATABASE_URL") and where is None and not hba:
         return Server(os.environ["RUNTOOL_TEST_DATABASE_URL"])
     bin_ = bindir()
     if bin_ is None:
@@ -130,7 +132,10 @@ def start(fsync: bool = False, where: str | None = None) -> Server:
     done = subprocess.run(init, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"initdb failed: {done.stderr.strip()[-500:]}")
-    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+    if hba:
+        with open(data / "pg_hba.conf", "a") as conf:
+            conf.write("".join(f"{line}\n" for line in hba))
+    options = (f"-p {port} -k {folder} -c listen_addresses={listen} -c fsync={'on' if fsync else 'off'}"
                " -c max_connections=200")
     done = subprocess.run(server._as_owner(str(bin_ / "pg_ctl"), "-D", str(data), "-w", "-l", str(log), "-o",
                                            options, "start"), capture_output=True, text=True)
