@@ -261,6 +261,10 @@ class RunQueue:
         return cleanup.reconcile(self.store, self.lock, self.settings.retry_base_delay, self.machine,
                                  self.settings.stale_after)
 
+    def store_now(self) -> float:
+        """The store's clock (the database server's with PostgreSQL)."""
+        return self.store.now()
+
     def workers(self) -> builtins.list[tuple[WorkerInfo, bool]]:
         """Every worker and drain the store knows, each with whether it is gone (no heartbeat
         for `stale_after`, or, on this machine, its process ended)."""

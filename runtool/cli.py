@@ -251,6 +251,19 @@ def reconcile(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def workers(ctx: click.Context, as_json: bool) -> None:
+    """The workers and drains serving the queue: machine, pid, queues, run, last heartbeat."""
+    q = _queue(ctx)
+    fleet = q.workers()
+    if as_json:
+        _dump([w.to_dict(gone) for w, gone in fleet])
+    else:
+        click.echo(fmt.workers(fleet, q.store_now()))
+
+
+@cli.command()
 @click.option("--older-than", required=True, metavar="DUR")
 @click.pass_context
 def purge(ctx: click.Context, older_than: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from . import format as fmt
-from .models import FINISHED, LABELS, Run, Status
+from .models import FINISHED, LABELS, Run, Status, WorkerInfo
 
 #: Counts shown at the top (in LABELS order); awaiting and retrying only when there are any.
 ALWAYS_COUNTED = ("waiting", "scheduled", "processing", "succeeded", "failed", "cancelled")
@@ -39,6 +39,7 @@ class RowView(NamedTuple):
     style: str  # the plain label, naming the badge's colour
     progress: tuple[int, int] | None
     submitted_by: str
+    machine: str
     created: str
     duration: str
     error_line: str
@@ -58,7 +59,8 @@ def row_view(run: Run, now: float, paused: Mapping[str, str]) -> RowView:
         id=run.id, kind=run.kind, parameters=fmt.short_params(run.parameters, 48),
         parameters_full=json.dumps(run.parameters, ensure_ascii=False)[:2000],
         label=fmt.label(run, now, dict(paused)), style=style, progress=progress,
-        submitted_by=run.submitted_by, created=fmt.when(run.created_at), duration=duration,
+        submitted_by=run.submitted_by, machine=run.machine or "", created=fmt.when(run.created_at),
+        duration=duration,
         error_line=error_line(run) if style in ("failed", "retrying") else "",
     )
 
@@ -100,6 +102,19 @@ def counts_html(counts: Mapping[str, int], paused: Mapping[str, str]) -> str:
     return '<div class="rt-counts">' + "".join(parts) + "</div>"
 
 
+def fleet_html(fleet: Sequence[tuple[WorkerInfo, bool]], now: float) -> str:
+    """One badge per worker or drain: machine, pid, what it runs, last heartbeat; gone ones marked."""
+    if not fleet:
+        return ""
+    parts = []
+    for w, gone in fleet:
+        doing = f"run {w.run_id}" if w.run_id else "idle"
+        beat = fmt.seconds(max(0.0, now - w.heartbeat_at))
+        parts.append(f'<span class="rt-worker{" rt-gone" if gone else ""}" title="{escape(w.name)}">'
+                     f'{escape(w.machine)}:{w.pid} {w.kind} · {doing} · {beat} ago{" · gone" if gone else ""}</span>')
+    return '<div class="rt-fleet">' + "".join(parts) + "</div>"
+
+
 def paused_text(paused: Mapping[str, str]) -> str:
     if "*" in paused:
         return f"every queue paused by {paused['*']}"
@@ -109,7 +124,7 @@ def paused_text(paused: Mapping[str, str]) -> str:
 
 def header_html() -> str:
     cells = [("kind", "kind"), ("params", "parameters"), ("status", "status"), ("prog", "progress"),
-             ("by", "submitted by"), ("created", "created (UTC)"), ("dur", "duration")]
+             ("by", "submitted by"), ("machine", "machine"), ("created", "created (UTC)"), ("dur", "duration")]
     return '<div class="rt-cells rt-head">' + "".join(
         f'<span class="rt-c rt-{cls}" title="{title}">{title}</span>' for cls, title in cells) + "</div>"
 
@@ -129,6 +144,7 @@ def row_html(view: RowView) -> str:
         f'<span class="rt-badge rt-st-{view.style}">{escape(view.label)}</span></span>'
         f'<span class="rt-c rt-prog"{progress_title}>{progress}</span>'
         f'<span class="rt-c rt-by" title="{escape(view.submitted_by)}">{escape(view.submitted_by)}</span>'
+        f'<span class="rt-c rt-machine" title="{escape(view.machine)}">{escape(view.machine)}</span>'
         f'<span class="rt-c rt-created" title="created {view.created} UTC">{view.created}</span>'
         f'<span class="rt-c rt-dur" title="duration {view.duration}">{view.duration}</span>'
         "</div>"
@@ -292,6 +308,8 @@ STYLE = """<style>
 .rt-sub { color: #666; font-size: 12px; font-weight: normal; margin-left: 10px; }
 .rt-counts { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 4px 0; }
 .rt-count { padding: 3px 10px; border-radius: 12px; color: #fff; }
+.rt-fleet { display: flex; flex-wrap: wrap; gap: 6px; margin: 4px 0; font-size: 12px; }
+.rt-worker { padding: 2px 8px; border-radius: 10px; background: #e8f0fe; } .rt-gone { background: #fde8e8; }
 .rt-paused { padding: 3px 10px; border-radius: 12px; background: #fff3cd; color: #7a5a00;
   border: 1px solid #e0c36b; font-weight: 600; }
 .rt-runs { position: relative; container: rttable / inline-size; }
@@ -301,6 +319,7 @@ STYLE = """<style>
 .rt-c { display: block; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding: 0 5px;
   box-sizing: border-box; min-width: 0; }
 .rt-kind { flex: 1 0 84px; } .rt-params { flex: 3 1 120px; } .rt-by { flex: 1 1 80px; }
+.rt-machine { flex: 1 1 80px; }
 .rt-status { flex: 0 0 136px; } .rt-prog { flex: 0 0 128px; } .rt-created { flex: 0 0 150px; }
 .rt-dur { flex: 0 0 74px; text-align: right; }
 .rt-prog progress { width: 50px; height: 12px; vertical-align: middle; }
@@ -313,6 +332,7 @@ STYLE = """<style>
 .rt-dash .rt-open { width: 56px; min-width: 56px; height: 24px; margin: 2px 6px 2px 0; padding: 0 4px; flex: none; }
 .rt-errline { color: #b00020; font-size: 12px; padding: 0 6px 3px 6px; white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; }
+@container rttable (max-width: 1020px) { .rt-c.rt-machine { display: none; } }
 @container rttable (max-width: 920px) { .rt-c.rt-by { display: none; } }
 @container rttable (max-width: 720px) { .rt-c.rt-created { display: none; } }
 @container rttable (max-width: 580px) { .rt-c.rt-prog { display: none; } }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .durations import iso
-from .models import Run
+from .models import Run, WorkerInfo
 
 
 def short_params(parameters: dict[str, Any], limit: int = 40) -> str:
@@ -61,11 +61,12 @@ def metric_names(runs: list[Run]) -> list[str]:
 def table(runs: list[Run], now: float, paused: dict[str, str], metrics: bool = False) -> str:
     """One line per run; with `metrics`, one column per metric name the runs recorded."""
     names = metric_names(runs) if metrics else []
-    header = ("ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY",
+    header = ("ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "MACHINE",
               *(n.upper() for n in names), "PARAMETERS")
     rows = [header] + [
         (str(r.id), label(r, now, paused), r.kind, r.queue, when(r.created_at), seconds(r.duration),
-         progress(r), r.submitted_by, *(number(r.metrics.get(n)) for n in names), short_params(r.parameters))
+         progress(r), r.submitted_by, r.machine or "", *(number(r.metrics.get(n)) for n in names),
+         short_params(r.parameters))
         for r in runs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
@@ -109,3 +110,16 @@ def details(run: Run, now: float, paused: dict[str, str]) -> str:
     files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     lines.extend(f"  {name}" for name in files) if files else lines.append("  (none yet)")
     return "\n".join(lines)
+
+
+def workers(fleet: list[tuple[WorkerInfo, bool]], now: float) -> str:
+    """`runtool workers`: each worker or drain, what it runs, its last heartbeat; gone ones marked."""
+    header = ("MACHINE", "PID", "KIND", "QUEUES", "RUN", "HEARTBEAT", "STATE")
+    rows = [header] + [
+        (w.machine, str(w.pid), w.kind, ",".join(w.queues) or "all", str(w.run_id) if w.run_id else "",
+         f"{seconds(max(0.0, now - w.heartbeat_at))} ago", "gone" if gone else "alive")
+        for w, gone in fleet
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines) if fleet else "no workers"

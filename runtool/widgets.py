@@ -247,6 +247,7 @@ class Dashboard(widgets.VBox):
         try:
             repaired = q.reconcile()
             counts, paused = q.counts(), q.paused()
+            fleet = q.workers()
             self._update_options(sum(counts.values()))
             filters = self._filters()
             # Counting a million matches would cost more than the page: count a little past it.
@@ -262,7 +263,7 @@ class Dashboard(widgets.VBox):
             return
         if repaired:
             changed |= self._set(self._message, view.message_html("reconciled: " + "; ".join(repaired)))
-        changed |= self._set(self._counts, view.counts_html(counts, paused))
+        changed |= self._set(self._counts, view.counts_html(counts, paused) + view.fleet_html(fleet, now))
         for index, row in enumerate(self._rows):
             changed |= row.show(view.row_view(runs[index], now, paused) if index < len(runs) else None)
         self._mark_selected()

@@ -221,7 +221,7 @@ def test_drain_and_list_and_show_and_logs_from_the_command_line(home, job):
     assert result.code == 0 and result.out == "runtool drain: executed 1 run(s)\n"
     assert "run 1: claimed" in result.err and "run 1: succeeded in" in result.err
     listing = runtool(home, "list").out.splitlines()
-    assert listing[0].split() == ["ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "PARAMETERS"]
+    assert listing[0].split() == ["ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "MACHINE", "PARAMETERS"]
     assert listing[1].split()[:4] == ["1", "succeeded", "job", "default"]
     shown = json.loads(runtool(home, "show", "1", "--json").out)
     assert [h["status"] for h in shown["history"]] == ["waiting", "processing", "succeeded"]

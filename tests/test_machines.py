@@ -144,9 +144,12 @@ def test_machine_killed_mid_run_is_finished_by_another(fleet):
     job = machine_notebook(tmp / "job.ipynb")
     m1, m2 = make(2)
     run = q.submit(job, {"sleep": 4.0}, retries=1)
-    m1.start("worker")
+    m1.start("worker", "--queue", "default")
     first = wait_for(lambda: running_on(q, run.id, m1.name, 1), timeout=120)
     w2 = m2.start("worker")
+    fleet = json.loads(m2.run("workers", "--json").stdout)
+    [seen] = [w for w in fleet if w["machine"] == m1.name]
+    assert (seen["run_id"], seen["queues"], seen["kind"], seen["gone"]) == (run.id, ["default"], "worker", False)
     assert signal_machine(m1.name, signal.SIGKILL) >= 3
     wait_for(lambda: processes_of(m1.name) == [], timeout=30)
     done = wait_for(lambda: (r := q.get(run.id, history=True)).status is Status.SUCCEEDED and r, timeout=180)
@@ -154,6 +157,10 @@ def test_machine_killed_mid_run_is_finished_by_another(fleet):
     assert json.loads((Path(done.run_dir) / "result.json").read_text())["machine"] == m2.name
     assert [h["status"] for h in done.history] == ["waiting", "processing", "waiting", "processing", "succeeded"]
     assert done.history[1]["by"] == first.worker
+    # the fleet view, from another machine: the killed worker is marked gone
+    listing = m2.run("workers").stdout
+    [line] = [line for line in listing.splitlines() if line.startswith(m1.name)]
+    assert line.split()[-1] == "gone" and str(run.id) in line.split()
     w2.send_signal(signal.SIGTERM)
     assert w2.wait(timeout=120) == 0
     assert processes_of(m2.name) == []
@@ -212,3 +219,16 @@ def _cancel_as(machine: Machine, run_id: int, user: str) -> subprocess.Completed
     return subprocess.run([PYTHON, "-m", "runtool", "--home", str(machine.home), "cancel", str(run_id), "--force",
                            "--reason", "wrong data"], env=dict(machine.env, RUNTOOL_USER=user),
                           capture_output=True, text=True, timeout=180)
+
+
+def test_fleet_in_the_dashboard_and_the_machine_in_the_table():
+    from runtool import dashview
+    from runtool.models import WorkerInfo
+
+    alive_one = WorkerInfo("gpu-01:7", "gpu-01", 7, [], 0.0, 95.0, 12)
+    gone_one = WorkerInfo("gpu-02:9", "gpu-02", 9, ["a"], 0.0, 10.0, None, "drain")
+    html = dashview.fleet_html([(alive_one, False), (gone_one, True)], 100.0)
+    assert "gpu-01:7 worker · run 12 · 5.0s ago</span>" in html
+    assert 'rt-worker rt-gone' in html and "gpu-02:9 drain · idle · 1m30s ago · gone" in html
+    assert dashview.fleet_html([], 100.0) == ""
+    assert "machine" in dashview.header_html()
