@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import shutil
 import signal
 import subprocess
 import uuid
@@ -118,6 +120,57 @@ class Machine:
 
     def output(self, index: int = 0) -> str:
         return (self.logs / f"{self.name}-{index}.out").read_text()
+
+
+def ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def netns_unavailable() -> str | None:
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None:
+        return "needs root, ip and unshare"
+    probe = f"rtprobe{uuid.uuid4().hex[:6]}"
+    made = ip("netns", "add", probe)
+    if made.returncode:
+        return f"ip netns not permitted here: {made.stderr.strip()}"
+    ip("netns", "del", probe)
+    return None
+
+
+class Net:
+    """Namespaces and veth pairs made for one test, always removed."""
+
+    def __init__(self, count: int = 2) -> None:
+        self.tag = uuid.uuid4().hex[:5]
+        used = ip("-o", "addr").stdout
+        free = [n for n in range(1, 250) if f"10.231.{n}." not in used]
+        self.subnets = random.sample(free, count)
+        self.names: list[tuple[str, str, int]] = []  # (netns, host-side veth, subnet)
+
+    def add(self, index: int) -> tuple[str, str, str]:
+        """A namespace with a link to the host; returns (netns, host veth, host address)."""
+        n = self.subnets[index]
+        ns, host, inside = f"rt{self.tag}m{index}", f"vrt{self.tag}{index}", f"ert{self.tag}{index}"
+        self.names.append((ns, host, n))
+        for args in (("netns", "add", ns), ("link", "add", host, "type", "veth", "peer", "name", inside),
+                     ("link", "set", inside, "netns", ns), ("addr", "add", f"10.231.{n}.1/24", "dev", host),
+                     ("link", "set", host, "up"),
+                     ("netns", "exec", ns, "ip", "addr", "add", f"10.231.{n}.2/24", "dev", inside),
+                     ("netns", "exec", ns, "ip", "link", "set", inside, "up"),
+                     ("netns", "exec", ns, "ip", "link", "set", "lo", "up")):
+            done = ip(*args)
+            assert done.returncode == 0, f"ip {' '.join(args)}: {done.stderr}"
+        return ns, host, f"10.231.{n}.1"
+
+    @staticmethod
+    def prefix(ns: str) -> list[str]:
+        """Run a command on the machine: in its network namespace and a PID namespace of its own."""
+        return ["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--mount-proc"]
+
+    def remove(self) -> None:
+        for ns, host, _ in self.names:
+            ip("link", "del", host)
+            ip("netns", "del", ns)
 
 
 def folder_state(folder: Path) -> dict[str, str]:

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import shutil
 import signal
-import subprocess
-import uuid
 from pathlib import Path
 
 import psutil
@@ -18,7 +14,7 @@ import pytest
 
 import pg
 from helpers import wait_for, write_config
-from machines import Machine, end_machine, folder_state, machine_notebook, processes_of
+from machines import Machine, Net, end_machine, folder_state, ip, machine_notebook, netns_unavailable, processes_of
 from runtool import RunQueue, Status
 from runtool.processes import TOKEN_VAR, run_token
 
@@ -26,55 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 STALE_AFTER = 4
 
 
-def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True)
-
-
-def _unavailable() -> str | None:
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None:
-        return "needs root, ip and unshare"
-    probe = f"rtprobe{uuid.uuid4().hex[:6]}"
-    made = _ip("netns", "add", probe)
-    if made.returncode:
-        return f"ip netns not permitted here: {made.stderr.strip()}"
-    _ip("netns", "del", probe)
-    return None
-
-
-class Net:
-    """Namespaces and veth pairs made for one test, always removed."""
-
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:5]
-        used = _ip("-o", "addr").stdout
-        free = [n for n in range(1, 250) if f"10.231.{n}." not in used]
-        self.subnets = random.sample(free, 2)
-        self.names: list[tuple[str, str, int]] = []  # (netns, host-side veth, subnet)
-
-    def add(self, index: int) -> tuple[str, str, str]:
-        """A namespace with a link to the host; returns (netns, host veth, host address)."""
-        n = self.subnets[index]
-        ns, host, inside = f"rt{self.tag}m{index}", f"vrt{self.tag}{index}", f"ert{self.tag}{index}"
-        self.names.append((ns, host, n))
-        for args in (("netns", "add", ns), ("link", "add", host, "type", "veth", "peer", "name", inside),
-                     ("link", "set", inside, "netns", ns), ("addr", "add", f"10.231.{n}.1/24", "dev", host),
-                     ("link", "set", host, "up"),
-                     ("netns", "exec", ns, "ip", "addr", "add", f"10.231.{n}.2/24", "dev", inside),
-                     ("netns", "exec", ns, "ip", "link", "set", inside, "up"),
-                     ("netns", "exec", ns, "ip", "link", "set", "lo", "up")):
-            done = _ip(*args)
-            assert done.returncode == 0, f"ip {' '.join(args)}: {done.stderr}"
-        return ns, host, f"10.231.{n}.1"
-
-    def remove(self) -> None:
-        for ns, host, _ in self.names:
-            _ip("link", "del", host)
-            _ip("netns", "del", ns)
-
-
 @pytest.fixture
 def netns_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    why = _unavailable()
+    why = netns_unavailable()
     if why:
         if os.environ.get("CI"):
             pytest.fail(f"machines in network namespaces: {why}")
@@ -97,7 +47,7 @@ def netns_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         for i, (ns, _, address) in enumerate(addresses):
             name = f"n{i + 1}-{net.tag}"
             machines.append(Machine(
-                name, home, logs, prefix=["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--mount-proc"],
+                name, home, logs, prefix=Net.prefix(ns),
                 env={"RUNTOOL_DATABASE_URL": f"postgresql://postgres@{address}:{port}/{url.rsplit('/', 1)[1]}"}))
         q = RunQueue(home, user="alice")
         yield q, machines, [host for _, host, _ in net.names]
@@ -148,7 +98,7 @@ def test_network_cut_mid_run_then_restored(netns_fleet):
     assert attempt_processes(m1.name, first)  # runner, kernel (found by the attempt's token)
     w2 = m2.start("worker")
     wait_for(lambda: any(w.machine == m2.name for w in q.store.workers()), timeout=180)
-    assert _ip("link", "set", link1, "down").returncode == 0
+    assert ip("link", "set", link1, "down").returncode == 0
     try:
         # cut off, the worker ends its attempt itself (before another machine may take it) ...
         wait_for(lambda: not attempt_processes(m1.name, first), timeout=60)
@@ -157,7 +107,7 @@ def test_network_cut_mid_run_then_restored(netns_fleet):
         done = wait_for(lambda: (r := q.get(run.id, history=True)).status is Status.SUCCEEDED and r, timeout=120)
         state = folder_state(Path(done.run_dir))
     finally:
-        assert _ip("link", "set", link1, "up").returncode == 0
+        assert ip("link", "set", link1, "up").returncode == 0
     # back on the network, the first worker records nothing over the winner
     wait_for(lambda: f"run {run.id}: " in m1.log() and "not recorded" in m1.log(), timeout=180)
     assert q.get(run.id, history=True).to_dict(with_history=True) == done.to_dict(with_history=True)
