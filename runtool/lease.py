@@ -65,16 +65,16 @@ class Lease(threading.Thread):
                     self._beat(store, sent)
                 except RuntoolError as exc:
                     log.info("run %d: heartbeat not renewed: %s", self._run.id, exc)
+                except Exception as exc:  # a driver's surprise must not silently stop the heartbeats
+                    log.info("run %d: heartbeat not renewed: %s: %s", self._run.id, type(exc).__name__, exc)
+                    _close(store)
+                    store = None
                 if self.lost:
                     return
                 self._wake.wait(self.every)
                 self._wake.clear()
         finally:
-            if store is not None:
-                try:
-                    store.close()
-                except Exception:  # closing a broken connection may fail: nothing to do
-                    pass
+            _close(store)
 
     def _beat(self, store: Store, sent: float) -> None:
         run = self._run
@@ -91,3 +91,11 @@ class Lease(threading.Thread):
         self.cancel = beat.cancel
         if self._also is not None:
             self._also(store)
+
+
+def _close(store: Store | None) -> None:
+    if store is not None:
+        try:
+            store.close()
+        except Exception:  # closing a broken connection may fail: nothing to do
+            pass
