@@ -562,6 +562,41 @@ Dashboard refresh with {next(iter(dash.values()))['runs'] if dash else '?':,} ru
 """
 
 
+def section_machines(d: dict[str, Any] | None) -> str:
+    """Section 9: several machines on one PostgreSQL queue (bench_machines.py)."""
+    if not d:
+        return "## 9. Several machines\n\nNot run (`benchmarks/bench_machines.py`).\n"
+    cycle = d["cycle_per_s"]
+    rows = [[name, f"{v['median']:.0f}/s", f"{v['min']:.0f}-{v['max']:.0f}", ", ".join(f"{x:.0f}" for x in v["values"])]
+            for name, v in cycle.items()]
+    pick_rows = [[f"{n} idle machine{'s' if n > 1 else ''}", _ms(v["median"]), _ms(v["p95"]), _ms(v["max"]), str(v["n"])]
+                 for n, v in ((1, d["pickup_s_1_idle"]), (4, d["pickup_s_4_idle"]))]
+    ratio = cycle["4 machines"]["median"] / cycle["1 machine"]["median"]
+    return f"""## 9. Several machines
+
+`benchmarks/bench_machines.py`: one throwaway PostgreSQL server (Debian's, fsync on,
+`synchronous_commit = on`) reached over TCP on loopback; each machine is a process with its
+own `RUNTOOL_MACHINE` ({d.get('cpus', '?')} CPUs shared by all of them and by the server).
+
+Claims with 4 machines contending: {d['n']} runs queued, then each machine claims and records
+success one run at a time (`Store.claim` + `lifecycle.change`, each its own committed
+transaction, `FOR UPDATE SKIP LOCKED` letting them pass one another), against one machine
+alone; {len(cycle['1 machine']['values'])} interleaved rounds, a fresh database each:
+
+{_table(["claim+complete, all machines together", "median", "range", "rounds"], rows)}
+
+4 machines / 1: **{ratio:.2f}x**; every run claimed exactly once in every round.
+
+Pick-up across machines: runs submitted on machine A, an idle `runtool worker --poll 1h` on
+machine B (only LISTEN/NOTIFY can wake it in time), then four idle machines competing for
+each run; submit -> start (`started_at - created_at`, both stamped by the server):
+
+{_table(["pick-up", "median", "p95", "max", "runs"], pick_rows)}
+
+Target under 200 ms: {_ok(d['pickup_s_1_idle']['median'] < 0.2 and d['pickup_s_4_idle']['median'] < 0.2)}.
+"""
+
+
 def build(out: Path, img: Path, meta: dict[str, Any] | None) -> Path:
     img.mkdir(parents=True, exist_ok=True)
     t, w, s, sc = (common.load(n) for n in ("throughput", "worker", "store", "scale"))
@@ -640,6 +675,7 @@ test suite: these numbers are noisy, the ratios less so.
 {section_million(common.load("million"))}
 {section_warm(wm)}
 {section_pg(common.load("pg"))}
+{section_machines(common.load("machines"))}
 {analysis}
 """
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import report
 
 HERE = Path(__file__).resolve().parent
 #: Order matters a little: store builds the 50,000-run fixture that scale reuses.
-BENCHES = ("store", "scale", "worker", "throughput", "million", "warm", "pg")
+BENCHES = ("store", "scale", "worker", "throughput", "million", "warm", "pg", "machines")
 
 
 def main() -> int:
