@@ -18,7 +18,7 @@ from machines import Machine, Net, end_machine, folder_state, ip, machine_notebo
 from runtool import RunQueue, Status
 from runtool.processes import TOKEN_VAR, run_token
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.kernel]
 STALE_AFTER = 4
 
 
