@@ -220,3 +220,27 @@ def _cancel_as(machine: Machine, run_id: int, user: str) -> subprocess.Completed
                            "--reason", "wrong data"], env=dict(machine.env, RUNTOOL_USER=user),
                           capture_output=True, text=True, timeout=180)
 
+
+
+def test_a_busy_worker_still_takes_dead_machines_runs_out_of_processing(fleet):
+    """Every worker looks for stale runs every stale_after, executing or not: a dead machine's
+    run goes back to waiting though the only other machine is busy, and runs there next."""
+    q, make, tmp = fleet
+    job = machine_notebook(tmp / "job.ipynb")
+    m1, m2 = make(2)
+    long = q.submit(job, {"sleep": 600.0}, retries=0)
+    w1 = m1.start("worker")
+    wait_for(lambda: running_on(q, long.id, m1.name, 1), timeout=120)
+    short = q.submit(job, {"sleep": 1.0}, retries=1)
+    m2.start("worker")
+    wait_for(lambda: running_on(q, short.id, m2.name, 1), timeout=120)
+    signal_machine(m2.name, signal.SIGKILL)
+    back = wait_for(lambda: (r := q.get(short.id, history=True)).status is Status.WAITING and r, timeout=120)
+    assert back.history[-1]["by"] == "reconcile" and f"no heartbeat from machine {m2.name}" in back.history[-1]["reason"]
+    assert q.get(long.id).status is Status.PROCESSING  # m1 was busy all along
+    assert _cancel_as(m2, long.id, "alice").returncode == 0
+    done = wait_for(lambda: (r := q.get(short.id)).status is Status.SUCCEEDED and r, timeout=120)
+    assert done.machine == m1.name and done.attempt == 2
+    w1.send_signal(signal.SIGTERM)
+    assert w1.wait(timeout=120) == 0
+    assert processes_of(m1.name) == [] and processes_of(m2.name) == []
