@@ -70,7 +70,7 @@ def test_grant_gives_each_role_its_rights_and_the_database_enforces_them(team, j
     theirs = owner.submit(job).id
     claimed = owner.store.claim([], Claimant("w:1", 1, 1.0, "m"))
     assert claimed is not None and claimed.id == waiting  # oldest first; then the owner's run
-    assert owner.store.claim([], Claimant("w:1", 1, 1.0, "m")).id == theirs
+    assert owner.store.claim([], Claimant("w:2", 1, 1.0, "m2")).id == theirs  # one processing run per machine
     with raw(url, names["bob"]) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO paused (queue, at, \"by\") VALUES ('x', 0, 'b')")

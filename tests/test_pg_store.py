@@ -13,7 +13,7 @@ import pytest
 
 import pg
 from helpers import PYTHON, runtool, spawn, wait_for, write_config
-from runtool import RunQueue, Status
+from runtool import RunQueue, Status, pg_schema
 from runtool.errors import ConfigError, StoreUnavailable
 
 pytestmark = pytest.mark.postgres
@@ -101,7 +101,7 @@ def test_several_first_opens_at_once_make_the_schema_once(home, url):
     assert all(p.returncode == 0 for p in procs), outputs
     assert [out.strip() for out, _ in outputs] == ["0"] * 6
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM runtool_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM runtool_schema").fetchall() == [(pg_schema.SCHEMA_VERSION,)]
 
 
 @pytest.mark.parametrize("what", ["unreachable", "missing database", "missing role"])
