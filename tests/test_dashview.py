@@ -202,7 +202,7 @@ def test_short_params_and_when():
 def test_table():
     assert fmt.table([], NOW, {}) == "no runs"
     lines = fmt.table([LABELS["processing"], FAILED], NOW, {}).splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "PARAMETERS"]
+    assert lines[0].split() == ["ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "MACHINE", "PARAMETERS"]
     assert lines[1].split() == ["7", "processing", "detection", "default", "2027-01-15", "07:50:00", "2/5",
                                 "alice", "threshold=0.5"]
     assert lines[2].split() == ["7", "failed", "detection", "default", "2027-01-15", "07:50:00", "1m30s",
