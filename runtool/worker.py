@@ -46,6 +46,8 @@ WAKE_CHECK_S = 0.1
 #: The longest one wait for the store's news lasts before signals are checked.
 WAKE_SLICE_S = 0.25
 RETENTION_EVERY_S = 3600.0
+#: How long a finished run waits for its lease's thread to end (longer only if its store hangs).
+LEASE_JOIN_S = 5.0
 #: Seconds between two tries while the store is unavailable (locked, read-only, disk full).
 STORE_RETRY_S = 5.0
 
@@ -253,14 +255,17 @@ class Worker:
             log.info("run %d: could not start: %s", run.id, error["message"])
             return
         child = self._start(run, parameters, key)
+        # forks first, then the lease's thread: a process forked while another thread holds a
+        # lock inherits it held, and the next run's runner would hang on it
+        self._start_ahead(key)  # the next run's kernel starts while this one executes
         lease = Lease(self._lease_store, run, self.name, self.stale_after, also=self._while_executing(run))
         lease.runner, lease.kernel = (child.pid, child.ctime), child.kernel
         lease.start()
-        self._start_ahead(key)  # the next run's kernel starts while this one executes
         try:
             verdict, status = self._watch(run, child, lease)
         finally:
             lease.stop()
+            lease.join(timeout=LEASE_JOIN_S)  # gone before anything forks again (a hung one is left)
         child.read_reports()
         child.close()
         self._end(run, child, grace=1.0)  # whatever the notebook left behind

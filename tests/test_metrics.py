@@ -48,7 +48,7 @@ def test_metrics_come_from_metrics_json_and_scraps(home, tmp_path, no_leftovers)
     listed = json.loads(runtool(home, "list", "--json").out)
     assert [r["metrics"].get("accuracy") for r in listed] == [0.9, 0.95, 0.9]
     table = runtool(home, "list", "--metrics").out.splitlines()
-    assert table[0].split() == ["ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY",
+    assert table[0].split() == ["ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "MACHINE",
                                 "LOSS", "STEPS", "ACCURACY", "N_TEST", "PARAMETERS"]
     assert table[2].split()[-5:-1] == ["0.25", "4", "0.95", "450"]
     assert "LOSS" not in runtool(home, "list").out
