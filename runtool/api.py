@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import itertools
 import math
 import operator
@@ -34,6 +35,35 @@ MAX_SWEEP = 1000
 """Most runs one sweep (`--grid`) may submit."""
 MAX_INTEGER = 2**63 - 1
 """SQLite's largest integer: the bound of run ids, --limit and --offset."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitOptions:
+    """The options of a submission: the keyword arguments of `RunQueue.submit` and `sweep`
+    (DESIGN.md section 8), said once; each is checked by `RunQueue.submit`."""
+
+    queue: str = "default"
+    priority: int | str = 0
+    """high, normal, low or a number (high=10, normal=0, low=-10)."""
+    delay: float | str | None = None
+    """Start no earlier than this from now (seconds or a duration such as "5m")."""
+    at: float | None = None
+    """Start no earlier than this time (epoch seconds); not with `delay`."""
+    after: int | Sequence[int] | None = None
+    """The parent run ids to wait for."""
+    on: str = "success"
+    """When a continuation runs: success, failure or finish (of each parent)."""
+    retries: int | None = None
+    """Retries after a failure; None: runtool.toml's `retries`."""
+    timeout: float | str | None = None
+    """Longest a whole run may take; None: runtool.toml's `timeout`."""
+    kind: str | None = None
+    """None: the notebook's file stem."""
+    tags: dict[str, str] | None = None
+    kernel: str | None = None
+    """None: the notebook's own kernelspec."""
+    output: str | Path | None = None
+    """Where a copy of the output notebook goes when the run finishes."""
 
 
 class RunQueue:
@@ -88,26 +118,13 @@ class RunQueue:
         """The notebook's kernel and declared parameters (for forms and validation)."""
         return read_notebook(notebook)
 
-    def submit(
-        self,
-        notebook: str | Path,
-        parameters: dict[str, Any] | None = None,
-        queue: str = "default",
-        priority: int | str = 0,
-        delay: float | str | None = None,
-        at: float | None = None,
-        after: int | Sequence[int] | None = None,
-        on: str = "success",
-        retries: int | None = None,
-        timeout: float | str | None = None,
-        kind: str | None = None,
-        tags: dict[str, str] | None = None,
-        kernel: str | None = None,
-        output: str | Path | None = None,
-    ) -> Run:
-        """Validate and store a waiting run; InvalidInput (nothing stored) names the bad input."""
-        new = self._new_run(notebook, parameters, queue, priority, delay, at, after, on, retries, timeout,
-                            kind, tags, kernel, output)
+    def submit(self, notebook: str | Path, parameters: dict[str, Any] | None = None, **options: Any) -> Run:
+        """Validate and store a waiting run; InvalidInput (nothing stored) names the bad input.
+
+        `options` are the fields of `SubmitOptions` (queue, priority, delay, at, after, on, retries,
+        timeout, kind, tags, kernel, output); an unknown one is a TypeError.
+        """
+        new = self._new_run(notebook, parameters, SubmitOptions(**options))
         return lifecycle.submit(self.store, new, by=self.user)
 
     def sweep(
@@ -136,63 +153,47 @@ class RunQueue:
         size = math.prod(len(axis) for axis in axes)
         if size > MAX_SWEEP:
             raise InvalidInput(f"bad --grid: {size} combinations, more than {MAX_SWEEP}")
-        news = [self._new_run(notebook, {**(parameters or {}), **dict(combo)}, **options)
+        given = SubmitOptions(**options)
+        news = [self._new_run(notebook, {**(parameters or {}), **dict(combo)}, given)
                 for combo in itertools.product(*axes)]
         return lifecycle.submit_sweep(self.store, news, by=self.user)
 
-    def _new_run(
-        self,
-        notebook: str | Path,
-        parameters: dict[str, Any] | None = None,
-        queue: str = "default",
-        priority: int | str = 0,
-        delay: float | str | None = None,
-        at: float | None = None,
-        after: int | Sequence[int] | None = None,
-        on: str = "success",
-        retries: int | None = None,
-        timeout: float | str | None = None,
-        kind: str | None = None,
-        tags: dict[str, str] | None = None,
-        kernel: str | None = None,
-        output: str | Path | None = None,
-    ) -> NewRun:
+    def _new_run(self, notebook: str | Path, parameters: dict[str, Any] | None, o: SubmitOptions) -> NewRun:
         self.require("submit")
-        check_queue_name(queue)
-        prio = _priority(priority)
-        if on not in ON_VALUES:
-            raise InvalidInput(f"bad --on {on!r}: expected success, failure or finish")
-        parents = _parents(after)
-        if retries is None:
-            retries = self.settings.retries
+        check_queue_name(o.queue)
+        prio = _priority(o.priority)
+        if o.on not in ON_VALUES:
+            raise InvalidInput(f"bad --on {o.on!r}: expected success, failure or finish")
+        parents = _parents(o.after)
+        retries = self.settings.retries if o.retries is None else o.retries
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
             raise InvalidInput(f"bad --retries {retries!r}: expected a whole number from 0 to 100")
-        timeout_s = parse_duration(timeout, "timeout") if timeout is not None else self.settings.timeout
+        timeout_s = parse_duration(o.timeout, "timeout") if o.timeout is not None else self.settings.timeout
         not_before = None
-        if delay is not None and at is not None:
+        if o.delay is not None and o.at is not None:
             raise InvalidInput("give either a delay (--in) or a time (--at), not both")
-        if delay is not None:
-            not_before = self.store.now() + parse_duration(delay, "delay")
-        elif at is not None:
-            not_before = check_time(at, "--at")
+        if o.delay is not None:
+            not_before = self.store.now() + parse_duration(o.delay, "delay")
+        elif o.at is not None:
+            not_before = check_time(o.at, "--at")
         info = read_notebook(notebook)
-        if kernel is not None and not isinstance(kernel, str):
-            raise InvalidInput(f"bad kernel {str(kernel)[:40]!r}: expected a kernel name")
-        kernel_name = kernel or info.kernel
+        if o.kernel is not None and not isinstance(o.kernel, str):
+            raise InvalidInput(f"bad kernel {str(o.kernel)[:40]!r}: expected a kernel name")
+        kernel_name = o.kernel or info.kernel
         if not kernel_name:
             raise InvalidInput(f"notebook {notebook}: names no kernel; pass --kernel NAME")
         _check_kernel(kernel_name)
         checked = check_parameters(info, parameters or {})
-        kind = kind if kind is not None else info.path.stem
+        kind = o.kind if o.kind is not None else info.path.stem
         if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise InvalidInput(f"bad kind {kind!r}: expected 1-64 of A-Z a-z 0-9 _ . -")
-        tags = _tags(tags or {})
-        output_copy = _output_path(output) if output is not None else None
+        tags = _tags(o.tags or {})
+        output_copy = _output_path(o.output) if o.output is not None else None
         return NewRun(
-            notebook=str(info.path), kind=kind, queue=queue, priority=prio, parameters=checked,
+            notebook=str(info.path), kind=kind, queue=o.queue, priority=prio, parameters=checked,
             tags=tags, max_attempts=retries + 1, timeout_s=timeout_s or None, kernel=kernel_name,
             output_copy=output_copy, not_before=not_before, after=parents,
-            after_on=cast(On, on) if parents else None,
+            after_on=cast(On, o.on) if parents else None,
         )
 
     # -- reading ------------------------------------------------------------------
