@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -22,6 +22,8 @@ import psutil
 from runtool import lifecycle
 from runtool.api import RunQueue
 from runtool.models import Change, Claimant, NewRun, Status
+
+import common
 
 KINDS = ("detection", "training", "export")
 ERROR = {"type": "ValueError", "message": "score_threshold must be in [0, 1], got 1.5", "cell": 3,
@@ -80,8 +82,10 @@ def main() -> int:
         return report(home, args.repeat, kernel=not args.no_kernel)
 
 
-def measure(home: Path, repeat: int = 10) -> dict[str, dict[str, float | int | str]]:
-    """Median and max kernel CPU time of one refresh, per case, on the runs stored in `home`."""
+def measure(home: Path, repeat: int = 10, clock: Callable[[], float] = time.process_time,
+            note: str = "kernel CPU time") -> dict[str, dict[str, float | int | str]]:
+    """Median and max time of one refresh, per case, on the runs stored in `home`: this
+    process's CPU time by default (`clock=time.perf_counter`: wall-clock)."""
     from runtool.widgets import Dashboard
 
     dash = Dashboard(home, user="bench", refresh_interval=None)
@@ -96,18 +100,10 @@ def measure(home: Path, repeat: int = 10) -> dict[str, dict[str, float | int | s
         # every refresh shows another page: all 20 rows are redrawn
         "new page each": (lambda: dash.set_filters(), lambda: dash.set_filters(page=next(pages))),
     }
-    results: dict[str, dict[str, float | int | str]] = {}
-    for name, (prepare, step) in cases.items():
-        prepare()
-        times = []
-        for _ in range(repeat):
-            started = time.process_time()
-            step()
-            times.append((time.process_time() - started) * 1000)
-        results[name] = {"median_ms": round(statistics.median(times), 2), "max_ms": round(max(times), 2),
-                         "runs": stored, "note": f"kernel CPU time, {repeat} refreshes"}
+    times = common.time_cases(cases, repeat, clock)
     dash.close()
-    return results
+    return {name: {**common.median_max(t), "runs": stored, "note": f"{note}, {repeat} refreshes"}
+            for name, t in times.items()}
 
 
 #: Runs inside a real ipykernel, where every widget change is serialized and sent on iopub.

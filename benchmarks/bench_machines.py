@@ -139,7 +139,7 @@ def main() -> int:
             common.say(f"pick-up latency, {args.pickups} submissions on machine A, {machines} idle machine(s)")
             delays = pickup(server, args.pickups, machines)
             out[f"pickup_s_{machines}_idle"] = common.summary(delays)
-            common.say(f"  median {common.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
+            common.say(f"  {common.median_max_line(delays)}")
     finally:
         server.stop()
     for name, summary in out["cycle_per_s"].items():

@@ -52,16 +52,9 @@ def refresh_cases(home: Path, repeat: int) -> dict[str, dict[str, float]]:
         "text + kind, no match": (lambda: dash.set_filters(text="detection", kind="export"), dash.refresh),
         "text + status failed": (lambda: dash.set_filters(text="score", status="failed"), dash.refresh),
     }
-    for name, (prepare, step) in cases.items():
-        prepare()
-        times = []
-        for _ in range(repeat):
-            t = time.process_time()
-            step()
-            times.append((time.process_time() - t) * 1000)
-        results[name] = times
+    results.update(common.time_cases(cases, repeat, time.process_time))
     dash.close()
-    return {name: {"median_ms": statistics.median(t), "max_ms": max(t)} for name, t in results.items()}
+    return {name: common.median_max(t) for name, t in results.items()}
 
 
 def _ops(home: Path, n: int) -> tuple[float, float, float, float]:

@@ -222,34 +222,13 @@ def _wait(q: Any, run_id: int) -> Any:
 def dashboard_refresh(url: str, repeat: int) -> dict[str, Any]:
     """Wall-clock time of one `Dashboard.refresh()` per case (bench_dashboard's cases): with
     a server, a refresh mostly waits for it, which CPU time would not show."""
-    from runtool.widgets import Dashboard
+    from bench_dashboard import measure
 
     with tempfile.TemporaryDirectory(prefix="rt-bench-dash-pg-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         (home / "runtool.toml").write_text(f'[store]\nurl = "{url}"\n')
-        dash = Dashboard(home, user="bench", refresh_interval=None)
-        stored, newest = dash.queue.count(), dash.rows[0].id if dash.rows else None
-        pages = iter(range(1, 10 * repeat + 1))
-        cases = {
-            "no filter": (lambda: dash.set_filters(), dash.refresh),
-            "run selected": (lambda: dash.select(newest), dash.refresh),
-            "status failed": (lambda: (dash.select(None), dash.set_filters(status="failed")), dash.refresh),
-            "text search": (lambda: dash.set_filters(text="d04"), dash.refresh),
-            "new page each": (lambda: dash.set_filters(), lambda: dash.set_filters(page=next(pages))),
-        }
-        results: dict[str, Any] = {}
-        for name, (prepare, step) in cases.items():
-            prepare()
-            times = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                step()
-                times.append((time.perf_counter() - started) * 1000)
-            results[name] = {"median_ms": round(common.median(times), 2), "max_ms": round(max(times), 2),
-                             "runs": stored, "note": f"wall-clock, {repeat} refreshes"}
-        dash.close()
-        return results
+        return measure(home, repeat, clock=time.perf_counter, note="wall-clock")
 
 
 def main() -> int:
@@ -303,7 +282,7 @@ def main() -> int:
         common.say(f"pick-up latency, {args.pickups} submissions to an idle worker")
         delays = pickup_latency(server, args.pickups)
         out["pickup_s"] = common.summary(delays)
-        common.say(f"  median {common.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
+        common.say(f"  {common.median_max_line(delays)}")
     finally:
         server.stop()
     for name, summary in out["cycle_per_s"].items():

@@ -228,6 +228,38 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
             "max": max(values), "n": len(values), "values": list(values)}
 
 
+def time_steps(step: Callable[[], Any], repeat: int,
+               clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """`step()` called `repeat` times: how long each call took, in ms by `clock`
+    (time.perf_counter: wall-clock; time.process_time: this process's CPU time)."""
+    times = []
+    for _ in range(repeat):
+        started = clock()
+        step()
+        times.append((clock() - started) * 1000)
+    return times
+
+
+def time_cases(cases: Mapping[str, tuple[Callable[[], Any], Callable[[], Any]]], repeat: int,
+               clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """For each case (prepare, step), in order: `prepare()` once, then `time_steps(step)`."""
+    results = {}
+    for name, (prepare, step) in cases.items():
+        prepare()
+        results[name] = time_steps(step, repeat, clock)
+    return results
+
+
+def median_max(times_ms: Sequence[float]) -> dict[str, float]:
+    """{"median_ms", "max_ms"} of step times in ms, to 0.01 ms."""
+    return {"median_ms": round(median(times_ms), 2), "max_ms": round(max(times_ms), 2)}
+
+
+def median_max_line(seconds: Sequence[float]) -> str:
+    """ "median 12.3 ms, max 45.6 ms" of times in seconds."""
+    return f"median {median(seconds) * 1000:.1f} ms, max {max(seconds) * 1000:.1f} ms"
+
+
 def interleaved(rounds: int, contenders: Mapping[str, Callable[[], Any]],
                 log: Callable[[str], None] | None = None) -> dict[str, list[Any]]:
     """Run every contender once per round, round after round (A B C, B C A, C A B, ...).
