@@ -278,9 +278,11 @@ class RunQueue:
         return fleet
 
     def purge(self, older_than: float | str, statuses: Sequence[Status] | None = None) -> builtins.list[int]:
-        """Delete finished runs (and their folders) that finished more than `older_than` ago."""
+        """Delete finished runs (and their folders) that finished more than `older_than` ago,
+        and the rows of workers gone for over a day (config.GONE_WORKER_KEPT_S)."""
         self.require("purge")
         cutoff = self.store.now() - parse_duration(older_than, "--older-than")
+        cleanup.forget_gone_workers(self.store)
         return cleanup.purge(self.store, cutoff, tuple(statuses or FINISHED))
 
     def pause(self, queue: str | None = None) -> None:

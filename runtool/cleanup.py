@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import attempts, lifecycle, outcomes
-from .config import OUTPUT_FILE
+from .config import GONE_WORKER_KEPT_S, OUTPUT_FILE
 from .errors import IllegalTransition
 from .lock import ExecutorLock
 from .models import FINISHED, Change, ErrorRecord, Run, Status
@@ -201,8 +201,15 @@ def purge(store: Store, cutoff: float, statuses: Sequence[Status] = tuple(FINISH
     return removed
 
 
+def forget_gone_workers(store: Store) -> int:
+    """Remove the rows of workers and drains gone (no heartbeat) for over GONE_WORKER_KEPT_S."""
+    return store.forget_workers(store.now() - GONE_WORKER_KEPT_S)
+
+
 def apply_retention(store: Store, retention: Mapping[str, float]) -> list[int]:
-    """The automatic purge of `[retention]` in runtool.toml (run by workers, at most hourly)."""
+    """The automatic purge of `[retention]` in runtool.toml and of gone workers' rows (run by
+    workers, at most hourly)."""
+    forget_gone_workers(store)
     removed: list[int] = []
     now = store.now()
     for status, age in retention.items():

@@ -41,6 +41,10 @@ HOOK_LOG_FILE = "hook.log"
 NO_RETRY = ("SyntaxError", "IndentationError", "NameError", "ImportError", "ModuleNotFoundError",
             "UsageError")
 _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}")
+#: How long the row of a worker or drain that went away without leaving (killed, its machine
+#: lost) stays in `workers`, shown as gone by `runtool workers`; then the next worker start,
+#: hourly worker pass or `runtool purge` removes it.
+GONE_WORKER_KEPT_S = 86_400.0
 #: A run folder's private folders of attempts not yet recorded (shared stores): `.attempt-<n>-<ms>`.
 ATTEMPT_PREFIX = ".attempt-"
 #: The example notebooks (training, detection, dashboard) beside the package.

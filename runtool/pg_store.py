@@ -516,6 +516,9 @@ class PostgresStore:
     def worker_gone(self, name: str) -> None:
         self._call(lambda c: c.execute("DELETE FROM workers WHERE name = %s", (nul_safe(name),)))
 
+    def forget_workers(self, before: float) -> int:
+        return self._call(lambda c: c.execute("DELETE FROM workers WHERE heartbeat_at < %s", (before,)).rowcount)
+
     def workers(self) -> builtins.list[WorkerInfo]:
         return [WorkerInfo(name=r["name"], machine=r["machine"], pid=r["pid"], queues=json.loads(r["queues"]),
                            started_at=r["started_at"], heartbeat_at=r["heartbeat_at"], run_id=r["run_id"],

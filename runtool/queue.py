@@ -151,6 +151,10 @@ class Store(Protocol):
     def workers(self) -> builtins.list[WorkerInfo]:
         """Every worker and drain noted, by machine."""
 
+    def forget_workers(self, before: float) -> int:
+        """Remove the rows of workers and drains whose last heartbeat is older than `before`
+        (the store's clock); how many were removed."""
+
     def pause(self, queue: str, by: str) -> None: ...
 
     def resume(self, queue: str | None) -> None:
@@ -535,6 +539,10 @@ class SQLiteStore:
     def worker_gone(self, name: str) -> None:
         with self._transaction(durable=False) as c:
             c.execute("DELETE FROM workers WHERE name = ?", (name,))
+
+    def forget_workers(self, before: float) -> int:
+        with self._transaction(durable=False) as c:
+            return int(c.execute("DELETE FROM workers WHERE heartbeat_at < ?", (before,)).rowcount)
 
     def workers(self) -> builtins.list[WorkerInfo]:
         with self._errors():

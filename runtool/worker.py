@@ -196,7 +196,8 @@ class Worker:
         except StoreUnavailable:
             pass  # seen as gone once its heartbeat is stale_after old
     def _apply_retention(self) -> None:
-        if self.q.settings.retention and time.monotonic() - self._last_retention > RETENTION_EVERY_S:
+        # at start, then hourly: [retention]'s purge (when set) and gone workers' rows
+        if not self._last_retention or time.monotonic() - self._last_retention > RETENTION_EVERY_S:
             self._last_retention = time.monotonic()
             removed = cleanup.apply_retention(self.q.store, self.q.settings.retention)
             if removed:

@@ -10,13 +10,14 @@ import signal
 import subprocess
 from itertools import combinations
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
 
 from helpers import PYTHON, ROLES, files_of, markers, wait_for, write_config
 from machines import Machine, end_machine, folder_state, machine_name, machine_notebook, processes_of, signal_machine
-from runtool import RunQueue, Status
+from runtool import Run, RunQueue, Status
 from runtool.processes import alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.kernel]
@@ -46,6 +47,33 @@ def fleet(tmp_path: Path, pg_server, monkeypatch: pytest.MonkeyPatch):
     for machine in made:
         end_machine(machine.name)
     q.close()
+
+
+class Running(NamedTuple):
+    q: RunQueue
+    m1: Machine
+    m2: Machine
+    worker: subprocess.Popen  # the first machine's worker
+    run: Run  # as submitted
+    first: Run  # as started on the first machine
+
+
+@pytest.fixture
+def running_on_m1(fleet):
+    """`start(parameters, retries, *worker_args)`: two machines, a run submitted and executing
+    on the first one's worker, inside its sleeping cell (the scenarios that freeze, kill or
+    force-cancel that machine start so)."""
+    q, make, tmp = fleet
+    job = machine_notebook(tmp / "job.ipynb")
+    m1, m2 = make(2)
+
+    def start(parameters: dict, retries: int, *worker_args: str) -> Running:
+        run = q.submit(job, parameters, retries=retries)
+        worker = m1.start("worker", *worker_args)
+        first = wait_for(lambda: running_on(q, run.id, m1.name, 1), timeout=120)
+        return Running(q, m1, m2, worker, run, first)
+
+    return start
 
 
 def running_on(q: RunQueue, run_id: int, machine: str, attempt: int):
@@ -102,13 +130,8 @@ def test_database_refuses_a_second_processing_run_on_one_machine(fleet):
         conn.execute("UPDATE runs SET status = 'processing', machine = 'gpu-02' WHERE id = %s", (b,))
 
 
-def test_frozen_machine_is_taken_over_and_its_late_attempt_changes_nothing(fleet):
-    q, make, tmp = fleet
-    job = machine_notebook(tmp / "job.ipynb")
-    m1, m2 = make(2)
-    run = q.submit(job, {"sleep": 6.0}, retries=2)
-    w1 = m1.start("worker")
-    first = wait_for(lambda: running_on(q, run.id, m1.name, 1), timeout=120)
+def test_frozen_machine_is_taken_over_and_its_late_attempt_changes_nothing(running_on_m1):
+    q, m1, m2, w1, run, first = running_on_m1({"sleep": 6.0}, 2)
     w2 = m2.start("worker")
     wait_for(lambda: any(w.machine == m2.name for w in q.store.workers()), timeout=120)
     assert signal_machine(m1.name, signal.SIGSTOP) >= 3  # worker, runner, kernel
@@ -139,13 +162,8 @@ def test_frozen_machine_is_taken_over_and_its_late_attempt_changes_nothing(fleet
     assert processes_of(m1.name) == [] and processes_of(m2.name) == []
 
 
-def test_machine_killed_mid_run_is_finished_by_another(fleet):
-    q, make, tmp = fleet
-    job = machine_notebook(tmp / "job.ipynb")
-    m1, m2 = make(2)
-    run = q.submit(job, {"sleep": 4.0}, retries=1)
-    m1.start("worker", "--queue", "default")
-    first = wait_for(lambda: running_on(q, run.id, m1.name, 1), timeout=120)
+def test_machine_killed_mid_run_is_finished_by_another(running_on_m1):
+    q, m1, m2, _, run, first = running_on_m1({"sleep": 4.0}, 1, "--queue", "default")
     w2 = m2.start("worker")
     fleet = json.loads(m2.run("workers", "--json").stdout)
     [seen] = [w for w in fleet if w["machine"] == m1.name]
@@ -166,13 +184,8 @@ def test_machine_killed_mid_run_is_finished_by_another(fleet):
     assert processes_of(m2.name) == []
 
 
-def test_force_cancel_from_another_machine_ends_the_whole_tree(fleet):
-    q, make, tmp = fleet
-    job = machine_notebook(tmp / "job.ipynb")
-    m1, m2 = make(2)
-    run = q.submit(job, {"sleep": 600.0, "grandchild": True}, retries=0)
-    w1 = m1.start("worker")
-    started = wait_for(lambda: running_on(q, run.id, m1.name, 1), timeout=120)
+def test_force_cancel_from_another_machine_ends_the_whole_tree(running_on_m1):
+    q, m1, m2, w1, run, started = running_on_m1({"sleep": 600.0, "grandchild": True}, 0)
     grandchild = int((files_of(q, started) / "grandchild.pid").read_text())
     result = _cancel_as(m2, run.id, "alice")
     assert (result.returncode, result.stdout) == (0, f"run {run.id}: cancelled\n"), result.stderr
@@ -190,13 +203,8 @@ def test_force_cancel_from_another_machine_ends_the_whole_tree(fleet):
     assert processes_of(m1.name) == []
 
 
-def test_force_cancel_of_a_frozen_machine_gives_up_after_stale_after(fleet):
-    q, make, tmp = fleet
-    job = machine_notebook(tmp / "job.ipynb")
-    m1, m2 = make(2)
-    run = q.submit(job, {"sleep": 600.0}, retries=0)
-    w1 = m1.start("worker")
-    started = wait_for(lambda: running_on(q, run.id, m1.name, 1), timeout=120)
+def test_force_cancel_of_a_frozen_machine_gives_up_after_stale_after(running_on_m1):
+    q, m1, m2, w1, run, started = running_on_m1({"sleep": 600.0}, 0)
     signal_machine(m1.name, signal.SIGSTOP)
     try:
         result = _cancel_as(m2, run.id, "alice")
@@ -219,7 +227,6 @@ def _cancel_as(machine: Machine, run_id: int, user: str) -> subprocess.Completed
     return subprocess.run([PYTHON, "-m", "runtool", "--home", str(machine.home), "cancel", str(run_id), "--force",
                            "--reason", "wrong data"], env=dict(machine.env, RUNTOOL_USER=user),
                           capture_output=True, text=True, timeout=180)
-
 
 
 def test_a_busy_worker_still_takes_dead_machines_runs_out_of_processing(fleet):

@@ -3,9 +3,12 @@ setting, the fleet and the machine column in the dashboard."""
 
 from __future__ import annotations
 
-from helpers import runtool, write_config
+import sqlite3
+
+from helpers import ROLES, runtool, write_config
 from runtool import RunQueue, dashview
-from runtool.config import lock_path
+from runtool.cleanup import apply_retention
+from runtool.config import GONE_WORKER_KEPT_S, lock_path
 from runtool.models import WorkerInfo
 
 
@@ -36,3 +39,30 @@ def test_stale_after_setting(tmp_path):
     write_config(home, 'stale_after = "0.5s"\n')
     result = runtool(home, "list")
     assert result.code == 2 and "stale_after: expected a duration from 1s to 1d" in result.err
+
+
+def test_gone_workers_rows_are_shown_gone_then_removed_after_a_day(tmp_path):
+    """Decisions: a worker that went away without leaving (killed) stays in `runtool workers`,
+    marked gone, for a day (config.GONE_WORKER_KEPT_S); then `purge` (and the worker's
+    hourly pass, cleanup.apply_retention) removes its row."""
+    home = tmp_path / "home"
+    write_config(home, ROLES)
+    q = RunQueue(home, user="alice")
+    for name in ("gpu-01:7", "gpu-02:8", "gpu-03:9"):
+        q.store.worker_beat(WorkerInfo(name, name.split(":")[0], 4_000_000 + int(name[-1]), [], 0.0, 0.0, None))
+    with sqlite3.connect(home / "runtool.db") as db:  # age two rows: killed an hour and two days ago
+        db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 3600 WHERE name = 'gpu-02:8'")
+        db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - ? WHERE name = 'gpu-03:9'",
+                   (GONE_WORKER_KEPT_S + 3600,))
+    assert [(w.name, gone) for w, gone in q.workers()] == [("gpu-01:7", False), ("gpu-02:8", True),
+                                                          ("gpu-03:9", True)]
+    listing = runtool(home, "workers", user="alice").out
+    assert [line.split()[-1] for line in listing.splitlines() if line.startswith("gpu-03")] == ["gone"]
+    assert q.purge("1d") == []
+    assert [w.name for w, _ in q.workers()] == ["gpu-01:7", "gpu-02:8"]
+    with sqlite3.connect(home / "runtool.db") as db:
+        db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - ? WHERE name = 'gpu-02:8'",
+                   (GONE_WORKER_KEPT_S,))
+    apply_retention(q.store, {})  # the worker's hourly pass, no [retention] set
+    assert [w.name for w, _ in q.workers()] == ["gpu-01:7"]
+    q.close()

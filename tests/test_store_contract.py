@@ -207,6 +207,20 @@ def test_workers_are_noted_renewed_and_forgotten(store: Store) -> None:
     assert store.workers() == []
 
 
+def test_workers_not_heard_from_since_a_time_are_forgotten(store: Store) -> None:
+    """What `purge` and the worker's hourly pass remove: rows of workers gone for long."""
+    store.worker_beat(WorkerInfo("gpu-01:7", "gpu-01", 7, [], 0.0, 0.0, None, "worker"))
+    time.sleep(0.05)
+    between = store.now()
+    time.sleep(0.05)
+    store.worker_beat(WorkerInfo("gpu-02:8", "gpu-02", 8, [], 0.0, 0.0, 3, "drain"))
+    assert store.forget_workers(between - 60) == 0
+    assert store.forget_workers(between) == 1
+    assert [w.name for w in store.workers()] == ["gpu-02:8"]
+    assert store.forget_workers(store.now() + 1) == 1
+    assert store.workers() == []
+
+
 def test_claim_records_worker_machine_attempt_and_history(store: Store) -> None:
     run_id = submit(store)
     run = store.claim([], ME)
