@@ -247,6 +247,11 @@ class RunQueue:
         return cleanup.cancel(self.store, run, self.user, force, reason, self.machine,
                               wait=self.settings.stale_after)
 
+    def executes_elsewhere(self, run: Run) -> bool:
+        """Whether a processing run executes on another machine: a force cancel of it waits
+        (up to `stale_after`) for that machine's worker to end it."""
+        return run.status is Status.PROCESSING and not cleanup.is_local(self.store, run, self.machine)
+
     def delete(self, run_id: int | str) -> Run:
         run = self.get(run_id)
         self.require("delete", run.kind)

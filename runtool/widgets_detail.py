@@ -42,6 +42,7 @@ class RunDetail(widgets.VBox):
         self._run: Run | None = None
         self._run_id: int | None = None
         self._pending: str | None = None  # "delete" or "force-cancel" awaiting its confirm click
+        self._cancelling: dict[int, str | None] = {}  # force cancels waiting for another machine: outcome
         self._signatures: dict[str, Any] = {}
         self._changes = 0  # parts redrawn by the current refresh
 
@@ -165,6 +166,10 @@ class RunDetail(widgets.VBox):
         self._run = run
         self.layout.display = ""
         offered = view.actions_for(run, self._q.can)
+        if run.id in self._cancelling:  # asked once already: its outcome is on its way
+            offered = tuple(a for a in offered if a != "force-cancel")
+            if self._cancelling[run.id] is not None:
+                self._message.value = self._cancelling.pop(run.id) or ""
         self._show_actions(offered)
         if self._pending and self._pending not in offered:
             self._set_pending(None)
@@ -288,7 +293,36 @@ class RunDetail(widgets.VBox):
         if self._pending == "delete":
             self._act(self._q.delete, "deleted")
         elif self._pending == "force-cancel":
-            self._act(lambda run_id: self._q.cancel(run_id, force=True), "force-cancelled")
+            run = self._run
+            if run is not None and self._q.executes_elsewhere(run):
+                self._force_cancel_elsewhere(run)
+            else:
+                self._act(lambda run_id: self._q.cancel(run_id, force=True), "force-cancelled")
+
+    def _force_cancel_elsewhere(self, run: Run) -> None:
+        """The run's own machine ends it, which takes up to `stale_after`: the page does not
+        wait. A thread with a connection of its own asks and waits (`RunQueue.cancel`, as
+        `runtool cancel --force` does); the next refresh shows how it ended."""
+        self._set_pending(None)
+        self._cancelling[run.id] = None
+        self._message.value = view.message_html(
+            f"run {run.id}: cancel requested, waiting for machine {run.machine} to end it "
+            f"(up to {self._q.settings.stale_after:g} s)", "info")
+        home, user = self._q.home, self._q.user
+
+        def ask() -> None:
+            try:
+                with RunQueue(home, user=user) as q:
+                    q.cancel(run.id, force=True)
+                outcome = view.message_html(f"run {run.id}: force-cancelled", "ok")
+            except RuntoolError as exc:
+                outcome = view.message_html(str(exc), "error")
+            with self._lock:
+                self._cancelling[run.id] = outcome
+            self._on_change()
+
+        threading.Thread(target=ask, name=f"force-cancel-{run.id}", daemon=True).start()
+        self._on_change()
 
     @locked
     def _on_open_output_click(self, _: widgets.Button) -> None:

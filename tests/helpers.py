@@ -4,9 +4,11 @@ this one, the role table of the permission tests, and waiting on state."""
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -132,6 +134,11 @@ def markers(path: Path) -> list[dict]:
 def write_config(home: Path, text: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "runtool.toml").write_text(text)
+
+
+def text_of(markup: str) -> str:
+    """The words of an HTML fragment, as a person reads them."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 def wait_for(predicate, timeout: float = 60.0, every: float = 0.05, what: str = "condition"):
