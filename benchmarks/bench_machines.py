@@ -89,12 +89,12 @@ def pickup(server: pg.Server, count: int, idle_machines: int) -> list[float]:
                        for i in range(idle_machines)]
             try:
                 for _ in range(idle_machines):  # each worker's first run pays for its imports
-                    _wait(q, q.submit(notebook).id)
+                    common.wait_finished(q, q.submit(notebook).id)
                 time.sleep(3.0)
                 delays = []
                 for _ in range(count):
                     run = q.submit(notebook)
-                    done = _wait(q, run.id)
+                    done = common.wait_finished(q, run.id)
                     assert done.machine != "bench-a"
                     delays.append(done.started_at - done.created_at)
             finally:
@@ -104,16 +104,6 @@ def pickup(server: pg.Server, count: int, idle_machines: int) -> list[float]:
         finally:
             del os.environ["RUNTOOL_DATABASE_URL"], os.environ["RUNTOOL_MACHINE"]
     return delays
-
-
-def _wait(q: Any, run_id: int) -> Any:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        run = q.get(run_id)
-        if run.status in (Status.SUCCEEDED, Status.FAILED):
-            return run
-        time.sleep(0.05)
-    raise RuntimeError(f"run {run_id} did not finish")
 
 
 def main() -> int:

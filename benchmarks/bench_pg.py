@@ -195,11 +195,11 @@ def pickup_latency(server: pg.Server, count: int) -> list[float]:
                                   env=env)
             try:
                 warm = q.submit(notebook)  # the worker's first run pays for imports
-                _wait(q, warm.id)
+                common.wait_finished(q, warm.id)
                 delays = []
                 for _ in range(count):
                     run = q.submit(notebook)
-                    done = _wait(q, run.id)
+                    done = common.wait_finished(q, run.id)
                     delays.append(done.started_at - done.created_at)
             finally:
                 common.stop(worker)
@@ -207,16 +207,6 @@ def pickup_latency(server: pg.Server, count: int) -> list[float]:
         finally:
             del os.environ["RUNTOOL_DATABASE_URL"]
     return delays
-
-
-def _wait(q: Any, run_id: int) -> Any:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        run = q.get(run_id)
-        if run.status in (Status.SUCCEEDED, Status.FAILED):
-            return run
-        time.sleep(0.05)
-    raise RuntimeError(f"run {run_id} did not finish")
 
 
 def dashboard_refresh(url: str, repeat: int) -> dict[str, Any]:

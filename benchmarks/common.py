@@ -206,6 +206,17 @@ def copy_store(src: Path, dst: Path) -> None:
             shutil.copyfile(str(src) + suffix, str(dst) + suffix)
 
 
+def wait_finished(q: Any, run_id: int, timeout: float = 120.0) -> Any:
+    """The run once it succeeded or failed (a worker elsewhere executes it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = q.get(run_id)
+        if run.status.value in ("succeeded", "failed"):
+            return run
+        time.sleep(0.05)
+    raise RuntimeError(f"run {run_id} did not finish")
+
+
 # -- statistics -----------------------------------------------------------------------
 
 
