@@ -42,7 +42,8 @@ class RunDetail(widgets.VBox):
         self._run: Run | None = None
         self._run_id: int | None = None
         self._pending: str | None = None  # "delete" or "force-cancel" awaiting its confirm click
-        self._cancelling: dict[int, str | None] = {}  # force cancels waiting for another machine: outcome
+        # force cancels waiting for another machine: run id -> (what the pane says, whether it ended)
+        self._cancelling: dict[int, tuple[str, bool]] = {}
         self._signatures: dict[str, Any] = {}
         self._changes = 0  # parts redrawn by the current refresh
 
@@ -166,10 +167,13 @@ class RunDetail(widgets.VBox):
         self._run = run
         self.layout.display = ""
         offered = view.actions_for(run, self._q.can)
-        if run.id in self._cancelling:  # asked once already: its outcome is on its way
-            offered = tuple(a for a in offered if a != "force-cancel")
-            if self._cancelling[run.id] is not None:
-                self._message.value = self._cancelling.pop(run.id) or ""
+        if run.id in self._cancelling:  # asked already: no second request; the note, then the outcome
+            note, ended = self._cancelling[run.id]
+            if ended:
+                del self._cancelling[run.id]
+            else:
+                offered = tuple(a for a in offered if a != "force-cancel")
+            self._set("message", note)
         self._show_actions(offered)
         if self._pending and self._pending not in offered:
             self._set_pending(None)
@@ -304,10 +308,9 @@ class RunDetail(widgets.VBox):
         wait. A thread with a connection of its own asks and waits (`RunQueue.cancel`, as
         `runtool cancel --force` does); the next refresh shows how it ended."""
         self._set_pending(None)
-        self._cancelling[run.id] = None
-        self._message.value = view.message_html(
+        self._cancelling[run.id] = (view.message_html(
             f"run {run.id}: cancel requested, waiting for machine {run.machine} to end it "
-            f"(up to {self._q.settings.stale_after:g} s)", "info")
+            f"(up to {self._q.settings.stale_after:g} s)", "info"), False)
         home, user = self._q.home, self._q.user
 
         def ask() -> None:
@@ -317,9 +320,8 @@ class RunDetail(widgets.VBox):
                 outcome = view.message_html(f"run {run.id}: force-cancelled", "ok")
             except RuntoolError as exc:
                 outcome = view.message_html(str(exc), "error")
-            with self._lock:
-                self._cancelling[run.id] = outcome
-            self._on_change()
+            with self._lock:  # widgets change only in a refresh (the page's own thread or task)
+                self._cancelling[run.id] = (outcome, True)
 
         threading.Thread(target=ask, name=f"force-cancel-{run.id}", daemon=True).start()
         self._on_change()

@@ -77,3 +77,18 @@ def test_force_cancel_of_a_silent_machine_is_recorded_after_stale_after_without_
     assert cancelled.status is Status.CANCELLED
     assert cancelled.history[-1]["reason"] == \
         f"force-cancelled by alice; machine gpu-x did not confirm within {STALE_AFTER:g} s"
+
+
+def test_the_request_stays_shown_when_the_run_is_opened_again(remote_run):
+    q, dash, run = remote_run
+    _confirm_force_cancel(dash)
+    dash.select(None)
+    dash.select(run.id)
+    assert "cancel requested, waiting for machine gpu-x" in text_of(dash.detail.message)
+    assert dash.detail.actions == ()
+    asked = wait_for(lambda: q.store.heartbeat(run.id, run.attempt, None, OTHER.name).cancel, timeout=10)
+    lifecycle.change(q.store, run.id, [Status.PROCESSING], Change(Status.CANCELLED, asked[0], asked[1]),
+                     "force-cancel", attempt=run.attempt)
+    wait_for(lambda: (dash.refresh(), "force-cancelled" in text_of(dash.detail.message))[1], timeout=10)
+    dash.refresh()  # the outcome, once shown, stays until another action or run replaces it
+    assert text_of(dash.detail.message) == f"run {run.id}: force-cancelled"
