@@ -267,7 +267,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 @click.option("--older-than", required=True, metavar="DUR")
 @click.pass_context
 def purge(ctx: click.Context, older_than: str) -> None:
-    """Delete finished runs (and their folders) older than DUR."""
+    """Delete finished runs (and their folders) older than DUR, and workers gone for over a day."""
     removed = _queue(ctx).purge(older_than)
     click.echo(f"purged {len(removed)} run(s)" + (f": {', '.join(map(str, removed))}" if removed else ""))
 
