@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,17 @@ class Adapter:
     def complete(self, handle: Any) -> None:
         self._sync("complete")
         self._complete(handle)
+
+    def claim_times(self, n: int) -> list[float]:
+        """Claim and complete `n` waiting items: how long each claim took (s)."""
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            c = self.claim()
+            times.append(time.perf_counter() - t0)
+            assert c is not None
+            self.complete(c[1])
+        return times
 
     def synchronous(self) -> dict[str, str]:
         """The setting each operation commits with, as read back from the connection."""
