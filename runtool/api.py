@@ -212,8 +212,12 @@ class RunQueue:
         text: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        sort_metric: str | None = None,
+        descending: bool = True,
     ) -> builtins.list[Run]:
-        where = RunFilter(_statuses(status), queue, kind, text)
+        """Matching runs, newest first; with `sort_metric`, by that metric (highest first
+        when `descending`), runs without it last."""
+        where = RunFilter(_statuses(status), queue, kind, text, sort_metric=sort_metric, descending=descending)
         return self.store.list(where, _count(limit, "--limit"), _count(offset, "--offset"))
 
     def count(self, status: Sequence[str] | str | None = None, queue: str | None = None,

@@ -149,6 +149,11 @@ class RunFilter:
     text: str | None = None
     exclude: int | None = None
     """A run id left out (the search's own hit, already shown first)."""
+    sort_metric: str | None = None
+    """Order `list` by this metric (runs without a number for it last, then newest first)
+    instead of newest first; `count` ignores it."""
+    descending: bool = True
+    """With `sort_metric`: highest first (else lowest first)."""
 
 
 @dataclass

@@ -353,7 +353,16 @@ class PostgresStore:
                 return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
             return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
         clause, args = _filters(where)
-        rows = self._all(f"SELECT {_COLS} FROM runs {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
+        order = "id DESC"
+        if where.sort_metric is not None:
+            # No index holds every metric name: the matching runs are read and sorted (as on
+            # SQLite). The name is a bound value and only JSON numbers are cast; json, not
+            # jsonb, which refuses a \u0000 escape that a stored name may hold.
+            key = "CASE WHEN json_typeof(metrics::json -> %s) = 'number' THEN (metrics::json ->> %s)::numeric END"
+            name = nul_safe(where.sort_metric)
+            args += [name, name]
+            order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, id DESC"
+        rows = self._all(f"SELECT {_COLS} FROM runs {clause} ORDER BY {order} LIMIT %s OFFSET %s",
                          (*args, limit, offset))
         return [self.row_to_run(r) for r in rows]
 

@@ -90,7 +90,8 @@ class Store(Protocol):
         """The run's status changes, oldest first."""
 
     def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        """Runs matching `where`, newest first (a run whose id is the search text first)."""
+        """Runs matching `where`, newest first or by `where.sort_metric` (a run whose id is
+        the search text first)."""
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:
         """How many runs match `where`; with `cap`, counting stops past `cap` (cap + 1)."""
@@ -680,6 +681,14 @@ def _select(where: RunFilter, columns: str, ordered: bool = True) -> tuple[str, 
         clauses.append("r.id != ?")
         args.append(where.exclude)
     query = f"SELECT {columns} FROM {source} WHERE " + (" AND ".join(clauses) or "1")
+    if ordered and where.sort_metric is not None:
+        # No index can hold every metric name a run may record: the runs matching the other
+        # filters are read and sorted (docs/benchmarks.md, section 6). json_each, not
+        # json_extract: a JSON path cannot name a key holding a double quote; the name is
+        # compared as a bound value, never spliced into SQL or a path.
+        key = "(SELECT value FROM json_each(r.metrics) WHERE key = ? AND type IN ('integer', 'real'))"
+        args.append(where.sort_metric)
+        order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, r.id DESC"
     return (f"{query} ORDER BY {order}" if ordered else query), args
 
 

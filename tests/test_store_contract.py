@@ -393,6 +393,42 @@ def test_metrics_are_recorded_with_the_change(store: Store) -> None:
     assert done.metrics == {"accuracy": 0.99, "n": 3} == store.get(run_id).metrics
 
 
+def test_list_sorted_by_a_metric_nulls_last_with_paging_and_search(store: Store) -> None:
+    hostile = 'it\'s a "b".c\\ $[0] -- ; DROP TABLE runs'
+    values = [0.5, None, 2, -1.25, 0.5, None, 10]  # None: the run recorded no such metric
+    ids = []
+    for i, value in enumerate(values):
+        run_id = submit(store, i, kind="a")
+        assert store.claim([], ME) is not None
+        metrics = {"other": 1.0} if value is None else {"acc": value, hostile: -value, "acc.x": 7}
+        lifecycle.change(store, run_id, [Status.PROCESSING], Change(Status.SUCCEEDED, "w", "ok", metrics=metrics),
+                         "record")
+        ids.append(run_id)
+    waiting = submit(store, 99, kind="a")  # no metrics at all (and "99" is a word only it has)
+    submit(store, 98, kind="b")  # another kind: filtered out
+
+    def listed(name: str, descending: bool = True, limit: int = 50, offset: int = 0, **kw) -> list[int]:
+        where = RunFilter(kind="a", sort_metric=name, descending=descending, **kw)
+        return [r.id for r in store.list(where, limit, offset)]
+
+    # highest first; equal values newest first; runs without the metric last, newest first
+    by_acc = [ids[6], ids[2], ids[4], ids[0], ids[3], waiting, ids[5], ids[1]]
+    assert listed("acc") == by_acc
+    assert listed("acc", descending=False) == [ids[3], ids[4], ids[0], ids[2], ids[6], waiting, ids[5], ids[1]]
+    assert listed("acc", limit=3, offset=2) == by_acc[2:5] and listed("acc", limit=3, offset=6) == by_acc[6:]
+    assert listed(hostile) == [ids[3], ids[4], ids[0], ids[2], ids[6], waiting, ids[5], ids[1]]
+    assert listed("acc.x") == [ids[6], ids[4], ids[3], ids[2], ids[0], waiting, ids[5], ids[1]]
+    assert listed("no such metric") == [waiting, *ids[::-1]]  # newest first, as without a sort
+    assert listed("acc", text="ipynb", limit=4) == by_acc[:4]  # a text search, sorted
+    assert listed("acc", text="99") == [waiting] and listed("acc", text="5 6") == []
+    assert listed("acc", statuses=(Status.WAITING,)) == [waiting]
+    assert store.count(RunFilter(kind="a", sort_metric="acc")) == 8
+    assert store.get(ids[0]).metrics[hostile] == -0.5  # the hostile name did no harm
+    with store.write() as tx:  # a text value where a number is expected sorts as missing
+        tx.change(ids[6], [Status.SUCCEEDED], Change(Status.SUCCEEDED, "w", "x", metrics={"acc": "high"}))
+    assert listed("acc")[:2] == [ids[2], ids[4]] and ids[6] in listed("acc")[-4:]
+
+
 def test_a_sweep_is_stored_whole_and_tagged_with_its_first_id(store: Store) -> None:
     parent = submit(store)
     runs = lifecycle.submit_sweep(store, [new(1, after=(parent,), on="success"), new(2, after=(parent,), on="success")],
