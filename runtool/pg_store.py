@@ -32,6 +32,7 @@ from .pg_schema import RUN_COLUMNS as _COLS
 from .models import LABELS, Beat, Claimant, HistoryEntry, Run, RunFilter, Status, WorkerInfo
 from .durations import iso
 from .pg_tx import PostgresTx, nul_safe, words_of
+from .store_common import process_assignments
 
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
@@ -478,14 +479,8 @@ class PostgresStore:
 
     def record_processes(self, run_id: int, attempt: int, runner: tuple[int, float] | None,
                          kernel: tuple[int, float] | None) -> None:
-        sets: builtins.list[str] = []
-        args: dict[str, float] = {"id": run_id, "attempt": attempt}
-        if runner:
-            sets.append("runner_pid = %(rp)s, runner_ctime = %(rc)s")
-            args.update(rp=runner[0], rc=runner[1])
-        if kernel:
-            sets.append("kernel_pid = %(kp)s, kernel_ctime = %(kc)s")
-            args.update(kp=kernel[0], kc=kernel[1])
+        sets, args = process_assignments(runner, kernel, lambda name: f"%({name})s")
+        args.update(id=run_id, attempt=attempt)
         if sets:
             self._call(lambda c: c.execute(
                 f"UPDATE runs SET {', '.join(sets)} WHERE id = %(id)s AND attempt = %(attempt)s"  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from .config import DB_FILE, RUNS_DIR, Settings, database_url
 from .durations import iso, parse_duration
 from .errors import InvalidInput, RunNotFound, StoreUnavailable
 from .models import LABELS, Beat, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, WorkerInfo, to_json
-from .store_common import change_assignments
+from .store_common import change_assignments, process_assignments
 
 BUSY_TIMEOUT_S = 60.0
 """Seconds a write waits for another connection's lock before giving up."""
@@ -497,16 +497,10 @@ class SQLiteStore:
 
     def record_processes(self, run_id: int, attempt: int, runner: tuple[int, float] | None,
                          kernel: tuple[int, float] | None) -> None:
-        sets: builtins.list[str] = []
-        args: dict[str, float] = {"id": run_id, "attempt": attempt}
-        if runner:
-            sets.append("runner_pid = :rp, runner_ctime = :rc")
-            args.update(rp=runner[0], rc=runner[1])
-        if kernel:
-            sets.append("kernel_pid = :kp, kernel_ctime = :kc")
-            args.update(kp=kernel[0], kc=kernel[1])
+        sets, args = process_assignments(runner, kernel, lambda name: f":{name}")
         if not sets:
             return
+        args.update(id=run_id, attempt=attempt)
         with self._transaction(durable=False) as c:
             c.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = :id AND attempt = :attempt"
                       " AND status = 'processing'", args)

@@ -1,4 +1,5 @@
-"""What every store writes alike: the columns a status change sets.
+"""What every store writes alike: the columns a status change sets, and those that record
+an attempt's processes.
 
 A store module: it holds SQL, shared by the SQLite store (queue.py) and the PostgreSQL store
 (pg_tx.py), each writing placeholders in its driver's style.
@@ -32,4 +33,17 @@ def change_assignments(change: Change, now: float, mark: Callable[[str], str]) -
         assignments.append("attempt = 0, error = NULL, started_at = NULL, finished_at = NULL,"
                            f" progress_done = NULL, progress_total = NULL, ready = {mark('ready')}")
         args["ready"] = change.ready
+    return assignments, args
+
+
+def process_assignments(runner: tuple[int, float] | None, kernel: tuple[int, float] | None,
+                        mark: Callable[[str], str]) -> tuple[list[str], dict[str, float]]:
+    """The SET clauses noting the (pid, start time) of an attempt's runner and kernel, and
+    their arguments (none when neither is given)."""
+    assignments: list[str] = []
+    args: dict[str, float] = {}
+    for name, process in (("runner", runner), ("kernel", kernel)):
+        if process:
+            assignments.append(f"{name}_pid = {mark(name + '_pid')}, {name}_ctime = {mark(name + '_ctime')}")
+            args.update({f"{name}_pid": process[0], f"{name}_ctime": process[1]})
     return assignments, args
