@@ -25,6 +25,8 @@ MAX_IMAGES = 6
 MAX_IMAGE_BYTES = 8_000_000
 TAIL_LINES = 40
 TAIL_BYTES = 64_000
+MAX_METRIC_COLUMNS = 6
+"""Metric columns of the runs table at most (each 72 px: the table must fit 800 px)."""
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -43,10 +45,13 @@ class RowView(NamedTuple):
     created: str
     duration: str
     error_line: str
+    metrics: tuple[tuple[str, str], ...] = ()
+    """(shown, full) value of each metric column, when the table is filtered to one kind."""
 
 
-def row_view(run: Run, now: float, paused: Mapping[str, str]) -> RowView:
-    """The row of `run` at time `now`: label, cells done/total while processing, error line."""
+def row_view(run: Run, now: float, paused: Mapping[str, str], metric_columns: Sequence[str] = ()) -> RowView:
+    """The row of `run` at time `now`: label, cells done/total while processing, error line,
+    and its value of each of `metric_columns`."""
     progress = None
     if run.status is Status.PROCESSING and run.progress_total:
         progress = (run.progress_done or 0, run.progress_total)
@@ -62,7 +67,29 @@ def row_view(run: Run, now: float, paused: Mapping[str, str]) -> RowView:
         submitted_by=run.submitted_by, machine=run.machine or "", created=fmt.when(run.created_at),
         duration=duration,
         error_line=error_line(run) if style in ("failed", "retrying") else "",
+        metrics=tuple(_metric_cell(run.metrics.get(name)) for name in metric_columns),
     )
+
+
+def _metric_cell(value: Any) -> tuple[str, str]:
+    if value is None:
+        return "", ""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value), str(value)
+    return fmt.number(value), repr(value)
+
+
+def metric_columns(runs: Sequence[Run], most: int = MAX_METRIC_COLUMNS) -> list[str]:
+    """The metric columns of a table filtered to one kind: the names its `runs` (a sample of
+    its newest finished runs) recorded, in the order they first appear, at most `most`."""
+    return fmt.metric_names(list(runs))[:most]
+
+
+def sort_label(name: str, sort: tuple[str, bool] | None) -> str:
+    """A metric column's header: its name, and an arrow when the table is sorted by it."""
+    if sort is None or sort[0] != name:
+        return name
+    return f"{name} {'▼' if sort[1] else '▲'}"
 
 
 def error_line(run: Run) -> str:
@@ -147,11 +174,20 @@ def row_html(view: RowView) -> str:
         f'<span class="rt-c rt-machine" title="{escape(view.machine)}">{escape(view.machine)}</span>'
         f'<span class="rt-c rt-created" title="created {view.created} UTC">{view.created}</span>'
         f'<span class="rt-c rt-dur" title="duration {view.duration}">{view.duration}</span>'
-        "</div>"
+        + metric_cells_html(view.metrics) + "</div>"
     )
     if view.error_line:
         line += f'<div class="rt-errline" title="{escape(view.error_line)}">{escape(view.error_line)}</div>'
     return line
+
+
+def metric_cells_html(values: Sequence[tuple[str, str]]) -> str:
+    """A row's metric cells, one group of fixed widths that the header's sort buttons match."""
+    if not values:
+        return ""
+    return '<span class="rt-mcells">' + "".join(
+        f'<span class="rt-c rt-metric" title="{escape(full)}">{escape(shown)}</span>' for shown, full in values
+    ) + "</span>"
 
 
 def pager_text(offset: int, shown: int, total: int, more: bool = False) -> str:
@@ -324,7 +360,20 @@ STYLE = """<style>
 .rt-dur { flex: 0 0 74px; text-align: right; }
 .rt-prog progress { width: 50px; height: 12px; vertical-align: middle; }
 .rt-cellcount { margin-left: 5px; color: #333; }
-.rt-headrow { padding-left: 62px; }
+.rt-headrow { padding-left: 62px; align-items: flex-end; }
+.rt-headrow > .widget-html { flex: 1 1 0; }
+/* Metric columns (a table filtered to one kind): fixed widths, the same in the header (sort
+   buttons) and the rows, so they line up however the other columns shrink. */
+.rt-mcells, .rt-dash .rt-mhead { display: flex; flex: 0 0 auto; }
+.rt-dash .rt-mhead { border-bottom: 2px solid #ccc; }
+.rt-c.rt-metric { flex: 0 0 72px; width: 72px; text-align: right; }
+.rt-dash .rt-mhead .rt-msort { flex: 0 0 72px; width: 72px; min-width: 0; height: 24px; margin: 0 0 2px 0;
+  padding: 0 4px; font-size: 12px; font-weight: 600; text-align: right; background: #f0f0f0; }
+.rt-dash .rt-mhead .rt-msort.rt-sorted { background: #dbe6f6; }
+.rt-with-metrics .rt-c.rt-kind, .rt-with-metrics .rt-c.rt-machine { display: none; }
+@container rttable (max-width: 1280px) { .rt-with-metrics .rt-c.rt-by { display: none; } }
+@container rttable (max-width: 1100px) { .rt-with-metrics .rt-c.rt-created { display: none; } }
+@container rttable (max-width: 900px) { .rt-with-metrics .rt-c.rt-prog { display: none; } }
 .rt-row, .rt-line { position: static; }
 .rt-row { border-bottom: 1px solid #e6e6e6; }
 .rt-line { align-items: flex-start; }

@@ -37,6 +37,8 @@ PAGE_SIZE = 20
 """Rows per page of the table."""
 COUNT_AHEAD = 10_000
 """Matches counted past the page shown ("1–20 of 10,000+" beyond)."""
+METRIC_SAMPLE = 100
+"""Newest finished runs of a kind whose metric names become the table's metric columns."""
 REFRESH_S = 3.0
 """Seconds between two refreshes of an open dashboard."""
 #: Set by `runtool dashboard` for the Voila kernel: where Voila serves the home's files.
@@ -100,6 +102,9 @@ class Dashboard(widgets.VBox):
         self._offset = 0
         self._selected: int | None = None
         self._known: tuple[int, int] | None = None  # (runs stored, newest id) when options were made
+        self._metric_columns: list[str] = []
+        self._metrics_seen: tuple[Any, ...] | None = None  # what the metric columns were read for
+        self._sort: tuple[str, bool] | None = None  # (metric, descending) the table is sorted by
         self._quiet = False  # True while code (not a person) changes the filters
         self.last_refresh_ms = 0.0
 
@@ -123,7 +128,10 @@ class Dashboard(widgets.VBox):
         self._resume = widgets.Button(description="Resume", icon="play", layout=widgets.Layout(width="90px"))
         self._admin = widgets.HBox([widgets.HTML("<b>Queues</b>&nbsp;"), self._pause_target,
                                     self._pause, self._resume], layout=widgets.Layout(align_items="center"))
-        self._head = widgets.HTML(view.header_html())
+        self._sort_buttons: dict[widgets.Button, str] = {}
+        self._metric_head = widgets.HBox()
+        self._metric_head.add_class("rt-mhead")
+        self._head = widgets.HBox([widgets.HTML(view.header_html()), self._metric_head])
         self._head.add_class("rt-headrow")
         self._rows = [_RunRow() for _ in range(page_size)]
         self._row_of = {row.open_button: row for row in self._rows}
@@ -190,6 +198,29 @@ class Dashboard(widgets.VBox):
     def compare(self) -> CompareTab:
         return self._compare_tab
 
+    @property
+    def metric_columns(self) -> list[str]:
+        """The metric columns shown (filtered to one kind whose finished runs recorded metrics)."""
+        return list(self._metric_columns)
+
+    @property
+    def sort(self) -> tuple[str, bool] | None:
+        """(metric, descending) the table is sorted by; None: newest first."""
+        return self._sort
+
+    @locked
+    def sort_by(self, metric: str | None) -> None:
+        """Sort the table by a metric column, as a click on its header does: highest first,
+        a second click on the same column lowest first (None: newest first again)."""
+        if metric is None:
+            self._sort = None
+        elif self._sort is not None and self._sort[0] == metric:
+            self._sort = (metric, not self._sort[1])
+        else:
+            self._sort = (metric, True)
+        self._offset = 0
+        self.refresh()
+
     def show_tab(self, name: str) -> None:
         """Show the Runs, Submit or Compare tab."""
         self._tabs.selected_index = ("Runs", "Submit", "Compare").index(name)
@@ -249,6 +280,7 @@ class Dashboard(widgets.VBox):
             counts, paused = q.counts(), q.paused()
             fleet = q.workers()
             self._update_options(sum(counts.values()))
+            self._update_metric_columns(counts)
             filters = self._filters()
             # Counting a million matches would cost more than the page: count a little past it.
             cap = self._offset + COUNT_AHEAD
@@ -256,7 +288,9 @@ class Dashboard(widgets.VBox):
             more, total = total > cap, min(total, cap)
             if self._offset >= total > 0:
                 self._offset = (total - 1) // self._page_size * self._page_size
-            runs = q.list(**filters, limit=self._page_size, offset=self._offset)
+            metric, descending = self._sort or (None, True)
+            runs = q.list(**filters, limit=self._page_size, offset=self._offset, sort_metric=metric,
+                          descending=descending)
             changed = self._detail.refresh(now, paused)
         except RuntoolError as exc:
             self._set(self._message, view.message_html(f"cannot read the queue: {exc}", "error"))
@@ -265,7 +299,8 @@ class Dashboard(widgets.VBox):
             changed |= self._set(self._message, view.message_html("reconciled: " + "; ".join(repaired)))
         changed |= self._set(self._counts, view.counts_html(counts, paused) + view.fleet_html(fleet, now))
         for index, row in enumerate(self._rows):
-            changed |= row.show(view.row_view(runs[index], now, paused) if index < len(runs) else None)
+            changed |= row.show(view.row_view(runs[index], now, paused, self._metric_columns)
+                                if index < len(runs) else None)
         self._mark_selected()
         self._compare_tab.sync(self._kind.value or None, visible=self._tabs.selected_index == 2)
         changed |= self._set(self._page, view.pager_text(self._offset, len(runs), total, more))
@@ -330,6 +365,44 @@ class Dashboard(widgets.VBox):
         finally:
             self._quiet = False
         self._form.suggest()
+
+    def _update_metric_columns(self, counts: dict[str, int]) -> None:
+        """Filtered to one kind: its metric names as columns, re-read only when the kind or the
+        number of finished runs changed (a newest-first sample of METRIC_SAMPLE runs: an
+        indexed read, whatever the number of runs stored). A sort by a metric the kind does not
+        show ends."""
+        kind = self._kind.value or None
+        seen = (kind, counts.get("succeeded"), counts.get("failed"), self._known)
+        if seen != self._metrics_seen:
+            self._metrics_seen = seen
+            sample = self.queue.list(status=["succeeded", "failed"], kind=kind, limit=METRIC_SAMPLE) if kind else []
+            self._metric_columns = view.metric_columns(sample)
+        if self._sort is not None and self._sort[0] not in self._metric_columns:
+            self._sort = None
+        names = self._metric_columns
+        if list(self._sort_buttons.values()) != names:
+            # new columns, new buttons (the same columns keep theirs: a click is never lost on
+            # a button replaced under the pointer)
+            for old in self._metric_head.children:
+                old.close()
+            self._sort_buttons = {}
+            for name in names:
+                button = widgets.Button()
+                button.add_class("rt-msort")
+                button.on_click(self._on_sort_click)
+                self._sort_buttons[button] = name
+            self._metric_head.children = tuple(self._sort_buttons)
+        for button, name in self._sort_buttons.items():
+            label = view.sort_label(name, self._sort)
+            if button.description != label:
+                button.description = label
+                button.tooltip = (f"{name}: sorted {'highest' if self._sort and self._sort[1] else 'lowest'} first"
+                                  " (click to reverse)" if label != name else f"sort by {name}, highest first")
+                (button.add_class if label != name else button.remove_class)("rt-sorted")
+        if names:
+            self._runs.add_class("rt-with-metrics")
+        else:
+            self._runs.remove_class("rt-with-metrics")
 
     def _mark_selected(self) -> None:
         """Highlight the selected run's row and open the detail under it (beside the table
@@ -433,6 +506,10 @@ class Dashboard(widgets.VBox):
         row = self._row_of[button]
         if row.view is not None:
             self.select(row.view.id)
+
+    @locked
+    def _on_sort_click(self, button: widgets.Button) -> None:
+        self.sort_by(self._sort_buttons[button])
 
     @locked
     def _on_newer_click(self, _: widgets.Button) -> None:

@@ -1,0 +1,94 @@
+"""The runs table's metric columns, without a browser or a kernel: a home whose runs were
+recorded through the store as a worker records them (metrics with the finishing change)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtool import dashview, lifecycle
+from runtool.api import RunQueue
+from runtool.models import Change, Claimant, NewRun, Status
+from runtool.widgets import Dashboard
+
+ME = Claimant("test:1", os.getpid(), 0.0, "m1")
+#: accuracy per run, oldest first; None: the run recorded other metrics only
+ACCURACY = [0.5, None, 0.9, 0.1, 0.7, 0.3, None]
+
+
+def record(q: RunQueue, kind: str, metrics: dict[str, float] | None, n: int) -> int:
+    new = NewRun(notebook=f"/nb/{kind}.ipynb", kind=kind, queue="default", priority=0,
+                 parameters={"n": n}, tags={}, max_attempts=1)
+    run_id = lifecycle.submit(q.store, new, "alice").id
+    if metrics is not None:
+        assert q.store.claim([], ME) is not None
+        lifecycle.change(q.store, run_id, [Status.PROCESSING],
+                         Change(Status.SUCCEEDED, "w", "ok", metrics=metrics), "record")
+    return run_id
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> tuple[Path, list[int]]:
+    home = tmp_path / "home"
+    with RunQueue(home, user="alice") as q:
+        ids = [record(q, "train", {"loss": 1.0 - i / 10} if acc is None else {"accuracy": acc, "loss": 1 - acc}, i)
+               for i, acc in enumerate(ACCURACY)]
+        record(q, "export", {"size": 3.0}, 99)
+        ids.append(record(q, "train", None, 100))  # waiting: no metrics yet
+    return home, ids
+
+
+@pytest.fixture
+def dash(home):
+    made = Dashboard(home[0], user="alice", refresh_interval=None, page_size=3)
+    yield made
+    made.close()
+
+
+def shown_ids(dash: Dashboard) -> list[int]:
+    return [row.id for row in dash.rows]
+
+
+def test_one_kind_shows_its_metrics_as_columns(dash, home):
+    assert dash.metric_columns == []  # any kind: no metric columns
+    dash.set_filters(kind="train")
+    assert dash.metric_columns == ["loss", "accuracy"]  # as the newest finished runs recorded them
+    newest = dash.rows[1]
+    assert newest.metrics == (("0.4", "0.4"), ("", ""))  # the newest finished run has no accuracy
+    assert [b.description for b in dash._metric_head.children] == ["loss", "accuracy"]
+    assert "rt-with-metrics" in dash._runs._dom_classes
+    dash.set_filters(kind="export")
+    assert dash.metric_columns == ["size"]
+    dash.set_filters()
+    assert dash.metric_columns == [] and "rt-with-metrics" not in dash._runs._dom_classes
+
+
+def test_a_header_click_sorts_in_the_store_and_pages(dash, home):
+    _, ids = home
+    dash.set_filters(kind="train")
+    by_accuracy = [ids[i] for i in (2, 4, 0, 5, 3)] + [ids[7], ids[6], ids[1]]  # no accuracy: last, newest first
+    accuracy = next(b for b, name in dash._sort_buttons.items() if name == "accuracy")
+    accuracy.click()
+    assert dash.sort == ("accuracy", True) and accuracy.description == "accuracy ▼"
+    assert shown_ids(dash) == by_accuracy[:3]
+    dash._older.click()
+    assert shown_ids(dash) == by_accuracy[3:6] and dash.page_text == "4–6 of 8"
+    dash._older.click()
+    assert shown_ids(dash) == by_accuracy[6:]
+    accuracy.click()  # again: lowest first, from the first page
+    assert dash.sort == ("accuracy", False) and accuracy.description == "accuracy ▲"
+    assert shown_ids(dash) == [ids[3], ids[5], ids[0]]
+    dash.sort_by("loss")
+    assert accuracy.description == "accuracy" and shown_ids(dash)[:1] == [ids[3]]  # highest loss first
+    dash.set_filters(kind="export")
+    assert dash.sort is None  # export has no loss: newest first again
+
+
+def test_row_html_has_the_metric_cells_with_full_values_on_hover():
+    row = dashview.RowView(1, "k", "", "{}", "succeeded", "succeeded", None, "a", "", "", "",
+                           "", metrics=(("0.333333", "0.3333333333"), ("", "")))
+    html = dashview.row_html(row)
+    assert '<span class="rt-mcells"><span class="rt-c rt-metric" title="0.3333333333">0.333333</span>' in html
+    assert dashview.sort_label("acc", ("acc", True)) == "acc ▼" and dashview.sort_label("acc", ("x", True)) == "acc"
