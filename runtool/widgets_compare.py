@@ -61,11 +61,26 @@ def points(runs: Sequence[Run], metric: str, against: str) -> list[Point]:
     return found
 
 
+@dataclass(frozen=True)
+class Spot:
+    """Where a point is drawn, as fractions of the plot's width and height (from its top left)."""
+
+    run_id: int
+    left: float
+    top: float
+    tip: str
+
+
 def scatter_svg(pts: Sequence[Point], x_label: str, y_label: str, time_axis: bool = False) -> str:
     """An SVG scatter plot with each point labelled by its run id; numbers on a linear axis
     (logarithmic when positive and spanning two decades), anything else as categories."""
+    return scatter(pts, x_label, y_label, time_axis)[0]
+
+
+def scatter(pts: Sequence[Point], x_label: str, y_label: str, time_axis: bool = False) -> tuple[str, list[Spot]]:
+    """`scatter_svg`'s plot, and where each point is in it (for the buttons laid over them)."""
     if not pts:
-        return '<div class="rt-cmp-empty">no finished run of this kind recorded this metric</div>'
+        return '<div class="rt-cmp-empty">no finished run of this kind recorded this metric</div>', []
     numeric = all(isinstance(p.x, (int, float)) for p in pts)
     categories = [] if numeric else sorted({str(p.x) for p in pts})
     xs = [float(p.x) for p in pts] if numeric else [float(categories.index(str(p.x))) for p in pts]
@@ -99,8 +114,10 @@ def scatter_svg(pts: Sequence[Point], x_label: str, y_label: str, time_axis: boo
         for index, name in enumerate(categories):
             parts.append(f'<text x="{sx(index):.1f}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">'
                          f"{escape(name[:24])}</text>")
+    spots = []
     for point, x, y in zip(pts, xs, ys, strict=True):
         tip = f"run {point.run_id}: {x_label} {_x_text(x, log, time_axis) if numeric else point.x}, {y_label} {fmt.number(y)}"
+        spots.append(Spot(point.run_id, sx(x) / WIDTH, sy(y) / HEIGHT, tip))
         parts.append(f'<g class="rt-cmp-point" data-run="{point.run_id}"><title>{escape(tip)}</title>'
                      f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" fill="#1565c0" fill-opacity="0.8"/>'
                      f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}" fill="#333">{point.run_id}</text></g>')
@@ -109,7 +126,7 @@ def scatter_svg(pts: Sequence[Point], x_label: str, y_label: str, time_axis: boo
                  f"{escape(x_label + scale)}</text>")
     parts.append(f'<text x="12" y="{HEIGHT / 2}" text-anchor="middle" font-weight="600" '
                  f'transform="rotate(-90 12 {HEIGHT / 2})">{escape(y_label)}</text></svg>')
-    return "".join(parts)
+    return "".join(parts), spots
 
 
 def _span(values: Sequence[float]) -> tuple[float, float]:
@@ -185,6 +202,16 @@ STYLE = """<style>
 .rt-cmp-head .rt-cmp-sort-id { width: 64px; margin-right: 6px; }
 .rt-cmp-head .rt-cmp-status-h { width: 100px; }
 .rt-cmp-empty, .rt-cmp-note { color: #555; padding: 6px 0; }
+/* The plot scales with the page (at most its own size); a transparent button over each point
+   opens its run: placed in percent of the plot, so it stays on its point at any scale. */
+.rt-dash .rt-cmp-canvas, .rt-cmp-canvas { position: relative; display: block; width: 100%; max-width: 660px; }
+.rt-cmp-canvas.rt-cmp-has-plot { aspect-ratio: 660 / 340; }
+.rt-cmp-canvas svg.rt-cmp-plot { display: block; width: 100%; height: auto; }
+.rt-cmp-canvas .widget-button.rt-cmp-dot { position: absolute; width: 18px; height: 18px; min-width: 0;
+  margin: 0; padding: 0; transform: translate(-50%, -50%); border-radius: 50%; border: 0;
+  background: transparent; box-shadow: none; cursor: pointer; }
+.rt-cmp-canvas .widget-button.rt-cmp-dot:hover, .rt-cmp-canvas .widget-button.rt-cmp-dot:focus {
+  box-shadow: 0 0 0 2px #ef6c00; outline: none; }
 </style>"""
 
 
@@ -207,7 +234,7 @@ class CompareTab(widgets.VBox):
         self._metric = widgets.Dropdown(description="Metric", options=[], layout=widgets.Layout(width="260px"))
         self._against = widgets.Dropdown(description="against", options=[TIME], layout=widgets.Layout(width="260px"))
         self._note = widgets.HTML()
-        self._plot = widgets.HTML()
+        self._plot = _PlotCanvas(self._on_point_open)
         self._head = widgets.HBox()
         self._head.add_class("rt-cmp-head")
         self._rows = [_CompareRow() for _ in range(TABLE_ROWS)]
@@ -229,7 +256,11 @@ class CompareTab(widgets.VBox):
 
     @property
     def plot_html(self) -> str:
-        return self._plot.value
+        return self._plot.svg.value
+
+    def open_point(self, run_id: int) -> None:
+        """Click the plot's point of `run_id`, as a person would."""
+        self._plot.button_of(run_id).click()
 
     @property
     def table_ids(self) -> list[int]:
@@ -297,16 +328,16 @@ class CompareTab(widgets.VBox):
         kind, metric, against = self._kind.value, self._metric.value, self._against.value
         if not kind:
             self._note.value = '<div class="rt-cmp-note">Pick a kind (or filter the Runs tab to one kind).</div>'
-            self._plot.value = ""
+            self._plot.draw("", [])
         elif not metric:
             self._note.value = (f'<div class="rt-cmp-note">No finished {escape(kind)} run recorded metrics '
                                 "(metrics.json in its run folder, or scrapbook scraps).</div>")
-            self._plot.value = ""
+            self._plot.draw("", [])
         else:
             pts = points(self._runs, metric, against)
             self._note.value = (f'<div class="rt-cmp-note">{len(pts)} finished {escape(kind)} run(s) with '
-                                f"{escape(metric)}; click a run below to open it.</div>")
-            self._plot.value = scatter_svg(pts, against, metric, time_axis=against == TIME)
+                                f"{escape(metric)}; click a point or a run below to open it.</div>")
+            self._plot.draw(*scatter(pts, against, metric, time_axis=against == TIME))
         self._draw_table()
 
     def _draw_table(self) -> None:
@@ -358,10 +389,57 @@ class CompareTab(widgets.VBox):
         self.sort_by(self._column_of[button])
 
     @locked
+    def _on_point_open(self, run_id: int) -> None:
+        self._on_open(run_id)
+
+    @locked
     def _on_row_click(self, button: widgets.Button) -> None:
         row = self._row_of[button]
         if row.run_id is not None:
             self._on_open(row.run_id)
+
+
+class _PlotCanvas(widgets.Box):
+    """The plot, with a transparent button over each point (no script in the page: ipywidgets
+    buttons work under Voila, in JupyterLab and in a strict content security policy alike).
+    Buttons are made as the plots need them and reused."""
+
+    def __init__(self, on_open: Callable[[int], None]) -> None:
+        self._on_open = on_open
+        self.svg = widgets.HTML()
+        self._buttons: list[widgets.Button] = []
+        self._run_of: dict[widgets.Button, int] = {}
+        super().__init__([self.svg])
+        self.add_class("rt-cmp-canvas")
+
+    def draw(self, svg: str, spots: Sequence[Spot]) -> None:
+        self.svg.value = svg
+        (self.add_class if spots else self.remove_class)("rt-cmp-has-plot")
+        made = len(self._buttons)
+        while len(self._buttons) < len(spots):
+            button = widgets.Button()
+            button.add_class("rt-cmp-dot")
+            button.on_click(self._on_dot_click)
+            self._buttons.append(button)
+        self._run_of = {}
+        for button, spot in zip(self._buttons, spots):
+            self._run_of[button] = spot.run_id
+            button.tooltip = f"{spot.tip} (click to open run {spot.run_id})"
+            button.layout.left = f"{spot.left * 100:.2f}%"
+            button.layout.top = f"{spot.top * 100:.2f}%"
+            button.layout.display = ""
+        for button in self._buttons[len(spots):]:
+            button.layout.display = "none"
+        if len(self._buttons) != made:
+            self.children = (self.svg, *self._buttons)
+
+    def button_of(self, run_id: int) -> widgets.Button:
+        return next(b for b, shown in self._run_of.items() if shown == run_id)
+
+    def _on_dot_click(self, button: widgets.Button) -> None:
+        run_id = self._run_of.get(button)
+        if run_id is not None:
+            self._on_open(run_id)
 
 
 class _CompareRow(widgets.HBox):

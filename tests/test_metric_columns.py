@@ -92,3 +92,31 @@ def test_row_html_has_the_metric_cells_with_full_values_on_hover():
     html = dashview.row_html(row)
     assert '<span class="rt-mcells"><span class="rt-c rt-metric" title="0.3333333333">0.333333</span>' in html
     assert dashview.sort_label("acc", ("acc", True)) == "acc ▼" and dashview.sort_label("acc", ("x", True)) == "acc"
+
+
+def test_compare_plot_points_are_buttons_that_open_their_run(dash, home):
+    import re
+
+    from runtool.widgets_compare import HEIGHT, TIME, WIDTH
+
+    _, ids = home
+    dash.set_filters(kind="train")
+    dash.show_tab("Compare")
+    dash.compare.choose(metric="accuracy", against=TIME)
+    svg = dash.compare.plot_html
+    circles = {int(run): (float(x), float(y)) for run, x, y in re.findall(
+        r'data-run="(\d+)"><title>[^<]*</title><circle cx="([\d.]+)" cy="([\d.]+)"', svg)}
+    canvas = dash.compare._plot
+    assert sorted(canvas._run_of.values()) == sorted(circles) == sorted(ids[i] for i in (0, 2, 3, 4, 5))
+    for button, run_id in canvas._run_of.items():  # each button sits on its point, in percent of the plot
+        x, y = circles[run_id]
+        assert abs(float(button.layout.left.rstrip("%")) - x / WIDTH * 100) < 0.01
+        assert abs(float(button.layout.top.rstrip("%")) - y / HEIGHT * 100) < 0.01
+        assert f"open run {run_id}" in button.tooltip
+    dash.compare.open_point(ids[4])
+    assert dash.detail.run_id == ids[4] and dash._tabs.selected_index == 0
+    dash.show_tab("Compare")
+    dash.compare.choose(metric="loss")  # seven points: the pool grows; fewer again: the rest hide
+    assert len([b for b in canvas._buttons if b.layout.display != "none"]) == 7
+    dash.compare.choose(metric="accuracy")
+    assert len([b for b in canvas._buttons if b.layout.display != "none"]) == 5
