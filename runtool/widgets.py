@@ -147,7 +147,9 @@ class Dashboard(widgets.VBox):
         self._form = SubmitForm(q, on_submit=self._on_form_submit, lock=self._lock)
         self._compare_tab = CompareTab(q, on_open=self._on_compare_open, lock=self._lock)
 
-        for control in (self._status, self._kind, self._queue_filter, self._text):
+        for control, name in ((self._status, "status"), (self._kind, "kind"), (self._queue_filter, "queue"),
+                              (self._text, "text")):
+            control.add_class(f"rt-filter-{name}")
             control.observe(self._on_filter_value, "value")
         for row in self._rows:
             row.open_button.on_click(self._on_row_click)

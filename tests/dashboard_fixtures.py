@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from helpers import ROLES, notebook, runtool
+from helpers import RUNTOOL, ROLES, notebook, runtool, wait_for
 
 from runtool.api import RunQueue
 from runtool.lock import ExecutorLock
 from runtool.processes import TOKEN_VAR
 from runtool.models import Claimant
+from runtool.serve import free_port
 
 #: A 2x2 PNG, written by the sleeper notebook into its run folder as its "preview".
 PNG = base64.b64decode(
@@ -182,6 +187,42 @@ def jupyter_env(base: Path, user: str) -> dict[str, str]:
     env.update(RUNTOOL_USER=user, PYTHONWARNINGS="ignore")
     env.pop("JUPYTER_CONFIG_DIR", None)
     return env
+
+
+def serve_dashboard(home: Path, folder: Path, user: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`runtool dashboard` (Voila) of `home` as `user` on a free port, with its Jupyter folders
+    and log in `folder`: the server process (end it with `stop`) and its page's URL, once it listens."""
+    log = folder / f"dashboard-{user}.log"
+    server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(free_port()), "--no-browser"],
+                   jupyter_env(folder / f"jupyter-{user}", user), log)
+    try:
+        line = wait_for(lambda: re.search(r"at (http://\S+)", log.read_text()), 60,
+                        what=f"the dashboard of {user} to print its URL")
+    except BaseException:
+        stop(server)
+        raise
+    return server, line.group(1)
+
+
+@contextmanager
+def chromium(profile: Path, width: int = 1360, height: int = 1000) -> Iterator[Any]:
+    """A Playwright context of Debian's headless chromium with its profile in `profile`;
+    requests to outside hosts are refused (Voila links a CDN stylesheet)."""
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    try:
+        context = manager.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height})
+        context.route("https://**/*", lambda route: route.abort())
+        context.set_default_timeout(30_000)
+        try:
+            yield context
+        finally:
+            context.close()
+    finally:
+        manager.stop()
 
 
 #: In the page: every element from `root` down (and its ancestors up to the document) that
