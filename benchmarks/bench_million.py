@@ -2,7 +2,8 @@
 
 1. A home with 1,000,000 runs (benchmarks/million.py, built in SQL): kernel CPU time of
    opening a Dashboard, a refresh, paging, each filter and text searches (medians of
-   several refreshes), in this process and in a real ipykernel.
+   several refreshes), in this process and in a real ipykernel; and the table filtered to one
+   kind (333,333 runs) sorted by a metric column, which no index serves.
 2. Side by side, interleaved rounds: submit and claim+complete on a home with the derived
    tables (counts per status, the FTS5 search index, kept by triggers) and on the same home
    with those triggers dropped, as runtool stored runs before them.
@@ -52,9 +53,29 @@ def refresh_cases(home: Path, repeat: int) -> dict[str, dict[str, float]]:
         "text + kind, no match": (lambda: dash.set_filters(text="detection", kind="export"), dash.refresh),
         "text + status failed": (lambda: dash.set_filters(text="score", status="failed"), dash.refresh),
     }
+    sorted_pages = iter(range(1, 1000))
+    cases.update({
+        "sorted: kind detection by precision": (
+            lambda: (dash.set_filters(kind="detection"), _sort(dash, "detection", "precision")), dash.refresh),
+        "sorted: next page each time": (lambda: None, lambda: dash.set_filters(kind="detection",
+                                                                             page=next(sorted_pages))),
+        "sorted: + status failed (no run has it)": (
+            lambda: (dash.set_filters(kind="detection", status="failed"), _sort(dash, "detection", "precision")),
+            dash.refresh),
+        "sorted: + text, a prefix (d04004*)": (
+            lambda: (dash.set_filters(kind="detection", text="d04004*"), _sort(dash, "detection", "precision")),
+            dash.refresh),
+    })
     results.update(common.time_cases(cases, repeat, time.process_time))
     dash.close()
     return {name: common.median_max(t) for name, t in results.items()}
+
+
+def _sort(dash: Any, kind: str, metric: str) -> None:
+    """Filter to `kind` and sort by `metric`, highest first (as a click on its column's header)."""
+    if dash.sort != (metric, True):
+        dash.sort_by(metric)
+    assert dash.sort == (metric, True), (dash.metric_columns, dash.sort)
 
 
 def _ops(home: Path, n: int) -> tuple[float, float, float, float]:
@@ -126,11 +147,12 @@ def main() -> int:
     claims = claims_side_by_side(rounds, 300, 20_000)
     for what in ("submit_per_s", "cycle_per_s", "submit_cpu_ms", "cycle_cpu_ms"):
         say(f"  {what:<14} " + "  ".join(f"{k} {v:.2f}" for k, v in claims[what].items()))
-    worst = max(v["median_ms"] for k, v in cases.items() if not k.startswith("opening"))
+    worst = max(v["median_ms"] for k, v in cases.items() if not k.startswith(("opening", "sorted")))
+    slowest_sort = max(v["median_ms"] for k, v in cases.items() if k.startswith("sorted"))
     common.save("million", {
         "runs": runs, "build_s": build_s, "db_bytes": size, "repeat": repeat, "cases": cases,
-        "kernel": kernel, "claims": claims, "worst_refresh_ms": worst,
-        "targets": {"every refresh under 50 ms": worst < 50},
+        "kernel": kernel, "claims": claims, "worst_refresh_ms": worst, "slowest_sorted_ms": slowest_sort,
+        "targets": {"every refresh under 50 ms": worst < 50, "sorted by a metric under 50 ms": slowest_sort < 50},
     })
     return 0
 

@@ -86,10 +86,11 @@ def metric_columns(runs: Sequence[Run], most: int = MAX_METRIC_COLUMNS) -> list[
 
 
 def sort_label(name: str, sort: tuple[str, bool] | None) -> str:
-    """A metric column's header: its name, and an arrow when the table is sorted by it."""
+    """A metric column's header: its name, after an arrow when the table is sorted by it (first:
+    a long name is cut short at its end)."""
     if sort is None or sort[0] != name:
         return name
-    return f"{name} {'▼' if sort[1] else '▲'}"
+    return f"{'▼' if sort[1] else '▲'} {name}"
 
 
 def error_line(run: Run) -> str:
@@ -365,7 +366,8 @@ STYLE = """<style>
 /* Metric columns (a table filtered to one kind): fixed widths, the same in the header (sort
    buttons) and the rows, so they line up however the other columns shrink. */
 .rt-mcells, .rt-dash .rt-mhead { display: flex; flex: 0 0 auto; }
-.rt-dash .rt-mhead { border-bottom: 2px solid #ccc; }
+.rt-dash .rt-mhead { border-bottom: 2px solid #ccc; margin: 0 2px 0 0; }  /* as the cells' box ends */
+.rt-dash .rt-cellbox, .rt-dash .rt-headrow > .widget-html { margin: 0 2px; }
 .rt-c.rt-metric { flex: 0 0 72px; width: 72px; text-align: right; }
 .rt-dash .rt-mhead .rt-msort { flex: 0 0 72px; width: 72px; min-width: 0; height: 24px; margin: 0 0 2px 0;
   padding: 0 4px; font-size: 12px; font-weight: 600; text-align: right; background: #f0f0f0; }

@@ -92,11 +92,11 @@ def test_one_kind_shows_sortable_metric_columns(served, page, tmp_path):
     with RunQueue(home) as q:
         assert cell.get_attribute("title") == repr(q.get(ids[0]).metrics["accuracy"])
     page.locator(".rt-mhead button.rt-msort", has_text="accuracy").click()
-    page.locator(".rt-mhead button.rt-msort", has_text="accuracy ▼").wait_for()
+    page.locator(".rt-mhead button.rt-msort", has_text="▼ accuracy").wait_for()
     highest = expected_order(home, ids, "accuracy", descending=True)
     wait_for(lambda: table_ids(page) == highest, 15, what="highest accuracy first")
     page.locator(".rt-mhead button.rt-msort", has_text="accuracy").click()
-    page.locator(".rt-mhead button.rt-msort", has_text="accuracy ▲").wait_for()
+    page.locator(".rt-mhead button.rt-msort", has_text="▲ accuracy").wait_for()
     lowest = expected_order(home, ids, "accuracy", descending=False)
     wait_for(lambda: table_ids(page) == lowest, 15, what="lowest accuracy first")
     assert lowest != highest

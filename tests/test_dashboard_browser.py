@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 from dashboard_fixtures import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SIDEWAYS_JS,
+    chromium,
     jupyter_env,
     make_notebooks,
     require_chromium,
     run_processes,
+    serve_dashboard,
     start,
     stop,
 )
@@ -39,7 +39,6 @@ from helpers import ROLES, RUNTOOL, runtool, wait_for
 from runtool.api import RunQueue
 from runtool.errors import RunNotFound
 from runtool.models import Status
-from runtool.serve import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 RENDER_TIMEOUT_MS = 60_000
@@ -84,14 +83,8 @@ def served(tmp_path_factory):
         wait_for(long_is_running, 60, what="the long run to be processing")
         urls = {}
         for user in ("alice", "bob"):
-            port = free_port()
-            log = base / f"dashboard-{user}.log"
-            server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
-                           jupyter_env(base / user, user), log)
+            server, urls[user] = serve_dashboard(home, base, user)
             procs.append((server, 1))
-            line = wait_for(lambda log=log: re.search(r"at (http://\S+)", log.read_text()), 60,
-                            what=f"dashboard of {user} to print its URL")
-            urls[user] = line.group(1)
         yield Served(home, notebooks, urls, {
             "succeeded": ok.id, "failed": bad.id, "to_cancel": to_cancel.id,
             "to_delete": to_delete.id, "processing": long.id})
@@ -106,17 +99,8 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser_context(served, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    manager = sync_playwright().start()
-    context = manager.chromium.launch_persistent_context(
-        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-        args=CHROMIUM_ARGS, viewport={"width": 1360, "height": 1000})
-    context.route("https://**/*", lambda route: route.abort())  # Voila links a CDN stylesheet
-    context.set_default_timeout(30_000)
-    yield context
-    context.close()
-    manager.stop()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -361,13 +345,10 @@ def test_readme_screenshot(browser_context, tmp_path):
     server = None
     try:
         wait_for(lambda: RunQueue(home).get(long.id).progress_done, 120, what="a processing run")
-        port = free_port()
-        server = start([*RUNTOOL, "--home", str(home), "dashboard", "--port", str(port), "--no-browser"],
-                       env, tmp_path / "dashboard.log")
-        wait_for(lambda: "at http" in (tmp_path / "dashboard.log").read_text(), 60, what="the dashboard")
+        server, url = serve_dashboard(home, tmp_path, "alice")
         page = browser_context.new_page()
         page.set_viewport_size({"width": 1360, "height": 1800})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url)
         page.locator(".rt-cells[data-run]").first.wait_for(timeout=RENDER_TIMEOUT_MS)
         open_run(page, shown.id)
         page.locator(".rt-detail img").first.wait_for()

@@ -71,14 +71,14 @@ def test_a_header_click_sorts_in_the_store_and_pages(dash, home):
     by_accuracy = [ids[i] for i in (2, 4, 0, 5, 3)] + [ids[7], ids[6], ids[1]]  # no accuracy: last, newest first
     accuracy = next(b for b, name in dash._sort_buttons.items() if name == "accuracy")
     accuracy.click()
-    assert dash.sort == ("accuracy", True) and accuracy.description == "accuracy ▼"
+    assert dash.sort == ("accuracy", True) and accuracy.description == "▼ accuracy"
     assert shown_ids(dash) == by_accuracy[:3]
     dash._older.click()
     assert shown_ids(dash) == by_accuracy[3:6] and dash.page_text == "4–6 of 8"
     dash._older.click()
     assert shown_ids(dash) == by_accuracy[6:]
     accuracy.click()  # again: lowest first, from the first page
-    assert dash.sort == ("accuracy", False) and accuracy.description == "accuracy ▲"
+    assert dash.sort == ("accuracy", False) and accuracy.description == "▲ accuracy"
     assert shown_ids(dash) == [ids[3], ids[5], ids[0]]
     dash.sort_by("loss")
     assert accuracy.description == "accuracy" and shown_ids(dash)[:1] == [ids[3]]  # highest loss first
@@ -91,7 +91,7 @@ def test_row_html_has_the_metric_cells_with_full_values_on_hover():
                            "", metrics=(("0.333333", "0.3333333333"), ("", "")))
     html = dashview.row_html(row)
     assert '<span class="rt-mcells"><span class="rt-c rt-metric" title="0.3333333333">0.333333</span>' in html
-    assert dashview.sort_label("acc", ("acc", True)) == "acc ▼" and dashview.sort_label("acc", ("x", True)) == "acc"
+    assert dashview.sort_label("acc", ("acc", True)) == "▼ acc" and dashview.sort_label("acc", ("x", True)) == "acc"
 
 
 def test_compare_plot_points_are_buttons_that_open_their_run(dash, home):
