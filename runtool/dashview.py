@@ -25,8 +25,8 @@ MAX_IMAGES = 6
 MAX_IMAGE_BYTES = 8_000_000
 TAIL_LINES = 40
 TAIL_BYTES = 64_000
-MAX_METRIC_COLUMNS = 6
-"""Metric columns of the runs table at most (each 72 px: the table must fit 800 px)."""
+MAX_METRIC_COLUMNS = 5
+"""Metric columns of the runs table at most (each 84 px: the table must fit 800 px)."""
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -368,8 +368,8 @@ STYLE = """<style>
 .rt-mcells, .rt-dash .rt-mhead { display: flex; flex: 0 0 auto; }
 .rt-dash .rt-mhead { border-bottom: 2px solid #ccc; margin: 0 2px 0 0; }  /* as the cells' box ends */
 .rt-dash .rt-cellbox, .rt-dash .rt-headrow > .widget-html { margin: 0 2px; }
-.rt-c.rt-metric { flex: 0 0 72px; width: 72px; text-align: right; }
-.rt-dash .rt-mhead .rt-msort { flex: 0 0 72px; width: 72px; min-width: 0; height: 24px; margin: 0 0 2px 0;
+.rt-c.rt-metric { flex: 0 0 84px; width: 84px; text-align: right; }
+.rt-dash .rt-mhead .rt-msort { flex: 0 0 84px; width: 84px; min-width: 0; height: 24px; margin: 0 0 2px 0;
   padding: 0 4px; font-size: 12px; font-weight: 600; text-align: right; background: #f0f0f0; }
 .rt-dash .rt-mhead .rt-msort.rt-sorted { background: #dbe6f6; }
 .rt-with-metrics .rt-c.rt-kind, .rt-with-metrics .rt-c.rt-machine { display: none; }
