@@ -366,8 +366,10 @@ STYLE = """<style>
 /* Metric columns (a table filtered to one kind): fixed widths, the same in the header (sort
    buttons) and the rows, so they line up however the other columns shrink. */
 .rt-mcells, .rt-dash .rt-mhead { display: flex; flex: 0 0 auto; }
-.rt-dash .rt-mhead { border-bottom: 2px solid #ccc; margin: 0 2px 0 0; }  /* as the cells' box ends */
-.rt-dash .rt-cellbox, .rt-dash .rt-headrow > .widget-html { margin: 0 2px; }
+/* A row's cells sit in a box with 2 px margins; the header's two parts together match it. */
+.rt-dash .rt-cellbox { margin: 0 2px; }
+.rt-dash .rt-headrow > .widget-html { margin: 0 0 0 2px; }
+.rt-dash .rt-mhead { border-bottom: 2px solid #ccc; margin: 0 2px 0 0; }
 .rt-c.rt-metric { flex: 0 0 84px; width: 84px; text-align: right; }
 .rt-dash .rt-mhead .rt-msort { flex: 0 0 84px; width: 84px; min-width: 0; height: 24px; margin: 0 0 2px 0;
   padding: 0 4px; font-size: 12px; font-weight: 600; text-align: right; background: #f0f0f0; }

@@ -113,6 +113,11 @@ def test_one_kind_shows_sortable_metric_columns(served, page, tmp_path):
             heads = [b.bounding_box() for b in head.all()]
             cells = [c.bounding_box() for c in page.locator(f'.rt-runs .rt-cells[data-run="{ids[0]}"] .rt-metric').all()]
             assert [round(h["x"]) for h in heads] == [round(c["x"]) for c in cells]  # the columns line up
+            shown = ("cs => cs.filter(c => getComputedStyle(c).display !== 'none')"
+                     ".map(c => Math.round(c.getBoundingClientRect().left))")
+            head_cells = page.locator(".rt-head .rt-c").evaluate_all(shown)
+            assert head_cells == page.locator(f'.rt-runs .rt-cells[data-run="{ids[0]}"] .rt-c:not(.rt-metric)'
+                                              ).evaluate_all(shown)
             screenshot(page, tmp_path, f"metrics-voila-{width}.png")
     finally:
         page.set_viewport_size({"width": 1360, "height": 1000})

@@ -24,16 +24,15 @@ from pathlib import Path
 
 import pytest
 from dashboard_fixtures import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SIDEWAYS_JS,
+    chromium,
     jupyter_env,
     make_notebooks,
     require_chromium,
     start,
     stop,
 )
-from helpers import ROLES, RUNTOOL, runtool, wait_for
+from helpers import ROLES, RUNTOOL, notebook, runtool, wait_for
 
 from runtool.api import RunQueue
 from runtool.serve import free_port
@@ -59,9 +58,12 @@ def lab(tmp_path_factory):
     home = base / "home"
     home.mkdir()
     (home / "runtool.toml").write_text(ROLES, encoding="utf-8")
+    scored = notebook(base / "notebooks" / "scored.ipynb", parameters="c = 1.0\nrun_dir = ''\n", body=[
+        "import json, os\njson.dump({'acc': 1 - 1 / (1 + c)}, open(os.path.join(run_dir, 'metrics.json'), 'w'))"])
     with RunQueue(home, user="alice") as q:
         ok = q.submit(notebooks["sleeper"], {"n": 7, "label": LONG_LABEL}, tags={"team": "vision"})
         bad = q.submit(notebooks["failing"], {"n": 3}, retries=0)
+        sweep = q.sweep(scored, grid={"c": [1.0, 10.0]})
     assert runtool(home, "drain").code == 0
     with RunQueue(home, user="bob") as q:
         for n in range(3):
@@ -94,7 +96,7 @@ def lab(tmp_path_factory):
 
     try:
         wait_for(answers, 60, what="JupyterLab to answer")
-        yield Lab(url, home, notebooks, {"succeeded": ok.id, "failed": bad.id})
+        yield Lab(url, home, notebooks, {"succeeded": ok.id, "failed": bad.id, "scored": sweep[1].id})
     finally:
         stop(server)
 
@@ -102,21 +104,12 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def nb(lab, tmp_path_factory):
     """The notebook's page (not pytest-playwright's `page`: this one is JupyterLab's, kept open)."""
-    from playwright.sync_api import sync_playwright
-
-    manager = sync_playwright().start()
-    context = manager.chromium.launch_persistent_context(
-        str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-        args=CHROMIUM_ARGS, viewport={"width": WIDTH, "height": HEIGHT})
-    context.route("https://**/*", lambda route: route.abort())
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto(lab.url + "/lab?reset")
-    page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=90_000)
-    kernel_idle(page, 90_000)
-    yield page
-    context.close()
-    manager.stop()
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), WIDTH, HEIGHT) as context:
+        page = context.new_page()
+        page.goto(lab.url + "/lab?reset")
+        page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=90_000)
+        kernel_idle(page, 90_000)
+        yield page
 
 
 def kernel_idle(page, timeout: float = 60_000) -> None:
@@ -238,3 +231,24 @@ def test_rerunning_the_cell_leaves_one_refresh(lab, nb):
     with RunQueue(lab.home, user="alice") as q:
         run = q.submit(lab.notebooks["sleeper"], {"n": 42}, queue="hold")
     badge(page, run.id).wait_for(timeout=10_000)
+
+
+def test_compare_points_open_their_run_in_jupyterlab(lab, nb, tmp_path):
+    """The Compare plot's points are buttons laid over the SVG: they sit on their points and
+    open their runs in JupyterLab's output area too (no script in the output)."""
+    page, run_id = nb, lab.ids["scored"]
+    dash = page.locator(".rt-dash").first
+    dash.get_by_role("tab", name="Compare").click()
+    dash.locator(".rt-cmp-kind select").select_option("scored")
+    dash.locator(".rt-cmp-against select").select_option("c")
+    dot = dash.locator(f'.rt-cmp-canvas button.rt-cmp-dot[title*="open run {run_id})"]')
+    dot.wait_for()
+    dot.scroll_into_view_if_needed()
+    circle = dash.locator(f'.rt-cmp-point[data-run="{run_id}"] circle').bounding_box()
+    box = dot.bounding_box()
+    assert abs(box["x"] + box["width"] / 2 - (circle["x"] + circle["width"] / 2)) < 2
+    assert abs(box["y"] + box["height"] / 2 - (circle["y"] + circle["height"] / 2)) < 2
+    assert dash.evaluate(SIDEWAYS_JS) == []
+    shoot(page, tmp_path, "dashboard-lab-compare.png")
+    dot.click()
+    dash.locator(".rt-detail .rt-title", has_text=f"Run {run_id} ").wait_for()
