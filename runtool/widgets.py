@@ -26,7 +26,7 @@ import ipywidgets as widgets
 from . import dashview as view
 from .api import RunQueue
 from .dashrefresh import Refresher, forget, in_kernel, locked, replace_older, under_voila
-from .errors import RuntoolError
+from .errors import RunNotFound, RuntoolError
 from .models import Run, Status
 from .submitform import SubmitForm
 from .widgets_compare import CompareTab
@@ -105,6 +105,7 @@ class Dashboard(widgets.VBox):
         self._metric_columns: list[str] = []
         self._metrics_seen: tuple[Any, ...] | None = None  # what the metric columns were read for
         self._sort: tuple[str, bool] | None = None  # (metric, descending) the table is sorted by
+        self._sorted: tuple[Any, list[Run]] | None = None  # a sorted page, and what it was read for
         self._quiet = False  # True while code (not a person) changes the filters
         self.last_refresh_ms = 0.0
 
@@ -290,9 +291,7 @@ class Dashboard(widgets.VBox):
             more, total = total > cap, min(total, cap)
             if self._offset >= total > 0:
                 self._offset = (total - 1) // self._page_size * self._page_size
-            metric, descending = self._sort or (None, True)
-            runs = q.list(**filters, limit=self._page_size, offset=self._offset, sort_metric=metric,
-                          descending=descending)
+            runs = self._read_page(filters, counts)
             changed = self._detail.refresh(now, paused)
         except RuntoolError as exc:
             self._set(self._message, view.message_html(f"cannot read the queue: {exc}", "error"))
@@ -367,6 +366,28 @@ class Dashboard(widgets.VBox):
         finally:
             self._quiet = False
         self._form.suggest()
+
+    def _read_page(self, filters: dict[str, Any], counts: dict[str, int]) -> list[Run]:
+        """The runs of the page shown. Sorted by a metric, the store reads every run of the
+        kind (no index holds arbitrary metric names: ~0.3 s at a million runs), so a sorted
+        page is read again only when the filters, the page or the runs changed: a change of
+        status moves the counts per label, a new run the newest id, and metrics come only
+        with a finishing change. Its processing runs are re-read for their progress."""
+        q = self.queue
+        if self._sort is None:
+            self._sorted = None
+            return q.list(**filters, limit=self._page_size, offset=self._offset)
+        read_for = (sorted(filters.items()), self._sort, self._offset, sorted(counts.items()), self._known)
+        if self._sorted is not None and self._sorted[0] == read_for:
+            try:
+                return [q.get(r.id) if r.status is Status.PROCESSING else r for r in self._sorted[1]]
+            except RunNotFound:
+                pass
+        metric, descending = self._sort
+        runs = q.list(**filters, limit=self._page_size, offset=self._offset, sort_metric=metric,
+                      descending=descending)
+        self._sorted = (read_for, runs)
+        return runs
 
     def _update_metric_columns(self, counts: dict[str, int]) -> None:
         """Filtered to one kind: its metric names as columns, re-read only when the kind or the

@@ -120,3 +120,32 @@ def test_compare_plot_points_are_buttons_that_open_their_run(dash, home):
     assert len([b for b in canvas._buttons if b.layout.display != "none"]) == 7
     dash.compare.choose(metric="accuracy")
     assert len([b for b in canvas._buttons if b.layout.display != "none"]) == 5
+
+
+def test_a_sorted_page_is_read_again_only_when_runs_changed(dash, home):
+    import psutil
+
+    from runtool.lock import ExecutorLock
+
+    path, ids = home
+    lock = ExecutorLock(path / "executor.lock")  # held, as a worker executing a run holds it
+    assert lock.try_acquire("test")
+    try:
+        me = psutil.Process()
+        with RunQueue(path, user="alice") as q:
+            run = q.store.claim([], Claimant(f"test:{me.pid}", me.pid, me.create_time(), "m1"))
+            assert run is not None and run.id == ids[7]
+            dash.set_filters(kind="train", status="processing")
+            dash.sort_by("accuracy")
+            assert [(r.id, r.progress) for r in dash.rows] == [(run.id, None)]
+            # its progress shows on the sorted page though no count changed
+            q.store.heartbeat(run.id, run.attempt, (2, 5))
+            dash.refresh()
+            assert [(r.id, r.progress) for r in dash.rows] == [(run.id, (2, 5))]
+            dash.set_filters(kind="train")
+            assert dash.sort == ("accuracy", True) and shown_ids(dash)[0] == ids[2]
+            best = record(q, "train", {"accuracy": 0.99}, 50)  # new and finished: counts and newest id move
+            dash.refresh()
+            assert shown_ids(dash)[0] == best
+    finally:
+        lock.release()
