@@ -225,6 +225,16 @@ def chromium(profile: Path, width: int = 1360, height: int = 1000) -> Iterator[A
         manager.stop()
 
 
+def screenshot(page: Any, folder: Path, name: str) -> None:
+    """A screenshot of the window into `folder` (the test's tmp_path), copied into
+    $RUNTOOL_DASHBOARD_SCREENSHOTS (docs/img) when it is set."""
+    page.screenshot(path=str(folder / name))
+    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / name, Path(target) / name)
+
+
 #: In the page: every element from `root` down (and its ancestors up to the document) that
 #: scrolls sideways or sticks out of `root` on the right, described for an assert message.
 SIDEWAYS_JS = """root => {

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import SIDEWAYS_JS, chromium, require_chromium, run_processes, serve_dashboard, stop
+from dashboard_fixtures import (
+    SIDEWAYS_JS,
+    chromium,
+    require_chromium,
+    run_processes,
+    screenshot,
+    serve_dashboard,
+    stop,
+)
 
 from helpers import runtool, wait_for
 from runtool.api import RunQueue
@@ -56,15 +63,6 @@ def page(served, tmp_path_factory):
         opened.goto(served[1])
         opened.locator(".rt-cells[data-run]").first.wait_for(timeout=60_000)
         yield opened
-
-
-def screenshot(page, tmp_path: Path, name: str) -> None:
-    """Into tmp_path, and into $RUNTOOL_DASHBOARD_SCREENSHOTS (docs/img) when set."""
-    page.screenshot(path=str(tmp_path / name))
-    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, Path(target) / name)
 
 
 def table_ids(page) -> list[int]:

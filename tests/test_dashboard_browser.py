@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import time
 import urllib.error
@@ -30,6 +29,7 @@ from dashboard_fixtures import (
     make_notebooks,
     require_chromium,
     run_processes,
+    screenshot,
     serve_dashboard,
     start,
     stop,
@@ -202,15 +202,6 @@ def test_fits_from_800px_with_the_detail_beside_or_under_its_row(served, pages, 
         page.locator(".rt-detail").wait_for(state="hidden")
     finally:
         page.set_viewport_size({"width": 1360, "height": 1000})
-
-
-def screenshot(page, tmp_path: Path, name: str) -> None:
-    """Into tmp_path, and into $RUNTOOL_DASHBOARD_SCREENSHOTS (docs/img) when set."""
-    page.screenshot(path=str(tmp_path / name))
-    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, Path(target) / name)
 
 
 def test_processing_run_offers_no_cancel_or_delete(served, pages, tmp_path):

@@ -14,9 +14,7 @@ write the pictures of docs/dashboard.md.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from dashboard_fixtures import (
     jupyter_env,
     make_notebooks,
     require_chromium,
+    screenshot,
     start,
     stop,
 )
@@ -132,14 +131,6 @@ def output_text(page, index: int) -> str:
     return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea-output").inner_text()
 
 
-def shoot(page, tmp_path: Path, name: str) -> None:
-    page.screenshot(path=str(tmp_path / name))
-    target = os.environ.get("RUNTOOL_DASHBOARD_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, Path(target) / name)
-
-
 def badge(page, run_id: int):
     return page.locator(f'.rt-cells[data-run="{run_id}"] .rt-badge')
 
@@ -170,7 +161,7 @@ def test_dashboard_fits_the_notebook_at_1280px_with_the_file_browser_open(lab, n
     params = page.locator(f'.rt-cells[data-run="{lab.ids["succeeded"]}"] .rt-params')
     assert params.evaluate("el => el.scrollWidth > el.clientWidth")
     assert LONG_LABEL in params.get_attribute("title")
-    shoot(page, tmp_path, "dashboard-lab-1280.png")
+    screenshot(page, tmp_path, "dashboard-lab-1280.png")
 
     # the detail opens right under the clicked row, in sight, and one click closes it
     failed = lab.ids["failed"]
@@ -183,7 +174,7 @@ def test_dashboard_fits_the_notebook_at_1280px_with_the_file_browser_open(lab, n
     assert title_box["y"] + title_box["height"] < HEIGHT  # in the window without scrolling
     page.locator(".rt-detail .rt-error", has_text="Traceback").wait_for()
     assert dash.evaluate(SIDEWAYS_JS) == []
-    shoot(page, tmp_path, "dashboard-lab-1280-detail.png")
+    screenshot(page, tmp_path, "dashboard-lab-1280-detail.png")
     page.locator(".rt-detail button", has_text="Close").first.click()
     page.locator(".rt-detail").wait_for(state="hidden")
 
@@ -208,7 +199,7 @@ def test_a_run_finishing_while_another_cell_sleeps_shows_up(lab, nb, tmp_path):
     assert page.locator("#jp-main-statusbar", has_text="Busy").is_visible()
     assert shown - finished < 5  # refreshes every 3 s
     assert "checked every 3 s" in page.locator(".rt-footer").first.inner_text()
-    shoot(page, tmp_path, "dashboard-lab-busy.png")
+    screenshot(page, tmp_path, "dashboard-lab-busy.png")
     page.locator(".jp-Notebook .jp-Cell").last.click()
     page.keyboard.press("Escape")
     page.keyboard.press("i")
@@ -249,6 +240,6 @@ def test_compare_points_open_their_run_in_jupyterlab(lab, nb, tmp_path):
     assert abs(box["x"] + box["width"] / 2 - (circle["x"] + circle["width"] / 2)) < 2
     assert abs(box["y"] + box["height"] / 2 - (circle["y"] + circle["height"] / 2)) < 2
     assert dash.evaluate(SIDEWAYS_JS) == []
-    shoot(page, tmp_path, "dashboard-lab-compare.png")
+    screenshot(page, tmp_path, "dashboard-lab-compare.png")
     dot.click()
     dash.locator(".rt-detail .rt-title", has_text=f"Run {run_id} ").wait_for()
