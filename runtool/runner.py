@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,13 +42,16 @@ from .processes import TOKEN_VAR, die_with_parent, identity, run_token  # noqa: 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _report_fd: int | None = None
 #: The attempt's token, set in a kernel started ahead (under a token of its own) before any
-#: cell runs, so that every process the notebook starts carries it.
+#: cell runs, so that every process the notebook starts carries it (see `execute`).
 _adopted_token: str | None = None
 #: A client of the kernel started ahead, connected while it waited: nbclient's own connection
 #: costs ~0.2 s (wait_for_ready waits that long for IOPub to fall quiet).
 _ready_client: Any = None
+#: The worker's ends of the pipes to its runners: a runner forked later closes its copies, or a
+#: runner started ahead would never see the end of its assignment while another holds it open.
+_worker_fds: set[int] = set()
 #: nbclient's default for the kernels it starts: IPython history in memory, not in a file.
-_KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
 
 class KernelKey(NamedTuple):
@@ -59,12 +61,13 @@ class KernelKey(NamedTuple):
     cwd: str
 
 
-def _report(message: dict[str, Any]) -> None:
+def report(message: dict[str, Any]) -> None:
+    """Tell the worker (in a runner): progress, the kernel's pid, the error."""
     if _report_fd is not None:
         os.write(_report_fd, (json.dumps(message) + "\n").encode())
 
 
-class _RunKernelManager(AsyncKernelManager):
+class RunKernelManager(AsyncKernelManager):
     """Starts the kernel so that it dies with the runner and reports its pid."""
 
     @default("transport_encryption")
@@ -78,7 +81,7 @@ class _RunKernelManager(AsyncKernelManager):
         await super()._async_launch_kernel(kernel_cmd, **kw)
         pid = getattr(self.provisioner, "pid", None)
         if pid is not None:
-            _report({"kernel": identity(pid)})
+            report({"kernel": identity(pid)})
 
     async def _async_finish_shutdown(self, waittime: float | None = None, pollinterval: float = 0.1,
                                      restart: bool = False) -> None:
@@ -93,13 +96,13 @@ class _RunEngine(NBClientEngine):
     @classmethod
     def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
         total = len(nb_man.nb.cells)
-        _report({"progress": [0, total]})
+        report({"progress": [0, total]})
         complete = nb_man.cell_complete
 
         def cell_complete(cell: Any, cell_index: int | None = None, **kw: Any) -> None:
             complete(cell, cell_index=cell_index, **kw)
             if cell_index is not None:
-                _report({"progress": [cell_index + 1, total]})
+                report({"progress": [cell_index + 1, total]})
 
         nb_man.cell_complete = cell_complete
         failed = nb_man.cell_exception
@@ -201,6 +204,8 @@ class Child:
     key: KernelKey | None = None
     token: str | None = None
     """The token its kernel was started under."""
+    ready_s: float | None = None
+    """How long its kernel took to start and answer."""
 
     def read_reports(self) -> None:
         """Take in whatever the child reported so far (non-blocking)."""
@@ -221,14 +226,15 @@ class Child:
                 if message.get("kernel"):
                     self.kernel = tuple(message["kernel"])  # type: ignore[assignment]
                     self.news.add("kernel")
+                if "ready" in message:
+                    self.ready_s = message["ready"]
                 if "error" in message:
                     self.error = message["error"]
 
     def close(self) -> None:
         os.close(self.reports)
-        if self.assign is not None:
-            os.close(self.assign)
-            self.assign = None
+        _worker_fds.discard(self.reports)
+        close_assign(self)
 
 
 _warm = False
@@ -258,10 +264,22 @@ def prewarm() -> None:
     KernelProvisionerFactory.instance()
 
 
-def start(run: Run, parameters: dict[str, Any], kernel: str | None, folder: str | None = None) -> Child:
-    """Fork a runner for `run`, writing its files into `folder` (default the run folder; the
-    attempt's private folder on a shared store); it inherits (and so keeps holding) the
-    executor lock."""
+def close_assign(child: Child) -> None:
+    """Close the worker's end of the pipe a runner started ahead gets its run on."""
+    if child.assign is not None:
+        os.close(child.assign)
+        _worker_fds.discard(child.assign)
+        child.assign = None
+
+
+def fork(child_main: Callable[[int], int]) -> Child:
+    """Fork a runner that calls `child_main(report_fd)` and exits with the code it returns.
+
+    In the child, before `child_main`: its own process group, death with the worker, default
+    signal handlers, and the worker's ends of the pipes to other runners closed. It inherits
+    the executor lock (`start` keeps it; a runner started ahead closes it).
+    """
+    global _report_fd
     prewarm()
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
@@ -272,24 +290,36 @@ def start(run: Run, parameters: dict[str, Any], kernel: str | None, folder: str 
     if pid == 0:  # the runner
         code = 70
         try:
-            os.close(read_fd)
-            code = _runner_main(run, parameters, kernel, write_fd, parent, folder or run.run_dir)
+            for fd in (read_fd, *_worker_fds):
+                os.close(fd)
+            _worker_fds.clear()
+            if _detach(parent):
+                _report_fd = write_fd
+                code = child_main(write_fd)
         finally:
             os._exit(code)
     os.close(write_fd)
+    _worker_fds.add(read_fd)
     ident = identity(pid)
     return Child(pid=pid, ctime=ident[1] if ident else 0.0, reports=read_fd)
 
 
-def _runner_main(run: Run, parameters: dict[str, Any], kernel: str | None, report_fd: int, parent: int,
-                 folder: str) -> int:
-    global _report_fd
-    if not _detach(parent):
-        return 70
-    _report_fd = report_fd
-    os.environ[TOKEN_VAR] = run_token(run.run_dir, run.started_at)
-    _open_logs(Path(folder))
-    return _execute(run.notebook, Path(folder), parameters, kernel, None)
+def hold(fd: int) -> None:
+    """Count `fd` among the worker's ends of pipes to runners (closed in runners forked later)."""
+    _worker_fds.add(fd)
+
+
+def start(run: Run, parameters: dict[str, Any], kernel: str | None, folder: str | None = None) -> Child:
+    """Fork a runner for `run`, writing its files into `folder` (default the run folder; the
+    attempt's private folder on a shared store); it inherits (and so keeps holding) the
+    executor lock."""
+    def main(report_fd: int) -> int:
+        os.environ[TOKEN_VAR] = run_token(run.run_dir, run.started_at)
+        run_dir = Path(folder or run.run_dir)
+        open_logs(run_dir)
+        return execute(run.notebook, run_dir, parameters, kernel)
+
+    return fork(main)
 
 
 def _detach(parent: int) -> bool:
@@ -303,7 +333,8 @@ def _detach(parent: int) -> bool:
     return True
 
 
-def _open_logs(run_dir: Path) -> None:
+def open_logs(run_dir: Path) -> None:
+    """Point fds 1 and 2 (and sys.stdout/stderr) of this runner at the run's log files."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, fd in (("stdout.log", 1), ("stderr.log", 2)):
         log = os.open(run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -314,9 +345,16 @@ def _open_logs(run_dir: Path) -> None:
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
 
 
-def _execute(notebook: str, run_dir: Path, parameters: dict[str, Any], kernel: str | None,
-             km: AsyncKernelManager | None) -> int:
-    """papermill into the run folder; in `km`'s kernel if given (papermill then leaves it running)."""
+def execute(notebook: str, run_dir: Path, parameters: dict[str, Any], kernel: str | None,
+            km: AsyncKernelManager | None = None, client: Any = None, token: str | None = None) -> int:
+    """papermill into the run folder; 0 or 1, the error reported.
+
+    In `km`'s kernel if given (papermill then leaves it running), through `client` (already
+    connected to it) if given, and with `token` set in the kernel's environment before any cell
+    runs (a kernel started ahead under a token of its own).
+    """
+    global _ready_client, _adopted_token
+    _ready_client, _adopted_token = client, token
     try:
         papermill.execute_notebook(
             notebook,
@@ -329,204 +367,14 @@ def _execute(notebook: str, run_dir: Path, parameters: dict[str, Any], kernel: s
             log_output=False,
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
-            kernel_manager_class=_RunKernelManager,
+            kernel_manager_class=RunKernelManager,
             km=km,
         )
     except BaseException as exc:  # every failure is reported, never raised past the fork
-        _report({"error": error_from(exc)})
+        report({"error": error_from(exc)})
         traceback.print_exc()
         sys.stderr.flush()
         return 1
     sys.stdout.flush()
     sys.stderr.flush()
     return 0
-
-
-# -- warm start: a runner forked ahead, its kernel started before its run is claimed ----------
-
-
-def start_ahead(key: KernelKey, token: str, after_fork: Callable[[], None] | None = None) -> Child:
-    """Fork a runner that starts a kernel for `key` now, under `token`, then waits for `assign`.
-
-    The kernel is the runner's child and dies with it (PR_SET_PDEATHSIG), as the runner dies
-    with the worker, so a killed worker leaves neither. `after_fork` runs in the child first
-    (the worker closes its copy of the executor lock there).
-    """
-    prewarm()
-    read_fd, write_fd = os.pipe()
-    assign_read, assign_write = os.pipe()
-    os.set_blocking(read_fd, False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the runner
-        code = 70
-        try:
-            os.close(read_fd)
-            os.close(assign_write)
-            if after_fork is not None:
-                after_fork()
-            code = _ahead_main(key, token, write_fd, assign_read, parent)
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    os.close(assign_read)
-    ident = identity(pid)
-    return Child(pid=pid, ctime=ident[1] if ident else 0.0, reports=read_fd, assign=assign_write,
-                 key=key, token=token)
-
-
-def assign(child: Child, run: Run, parameters: dict[str, Any], folder: str | None = None) -> bool:
-    """Hand `run` to a runner started ahead, to write its files into `folder` (default the run
-    folder); False if that runner is gone."""
-    assert child.assign is not None
-    data = (json.dumps({"notebook": run.notebook, "run_dir": run.run_dir, "started_at": run.started_at,
-                        "folder": folder or run.run_dir, "parameters": parameters}) + "\n").encode()
-    try:
-        while data:
-            data = data[os.write(child.assign, data):]
-    except OSError:  # EPIPE: the runner died while waiting
-        return False
-    finally:
-        os.close(child.assign)
-        child.assign = None
-    return True
-
-
-class _Pump(threading.Thread):
-    """Copies a kernel's stdout or stderr pipe to the runner's fd `target` once the run is known.
-
-    A kernel started ahead cannot be started with the run's log files as its stdout and stderr;
-    what it writes before the run is known is held, then written to the log first.
-    """
-
-    def __init__(self, source: int, target: int) -> None:
-        super().__init__(daemon=True)
-        self.source, self.target = source, target
-        self.held: list[bytes] | None = []
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        while chunk := os.read(self.source, 65536):
-            with self.lock:
-                if self.held is not None:
-                    self.held.append(chunk)
-                else:
-                    os.write(self.target, chunk)
-
-    def release(self) -> None:
-        with self.lock:
-            for chunk in self.held or ():
-                os.write(self.target, chunk)
-            self.held = None
-
-
-def _pipe_output() -> list[_Pump]:
-    """Put pipes on fds 1 and 2 (inherited by the kernel) and start pumping them."""
-    pumps = []
-    for fd in (1, 2):
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, fd)
-        os.close(write_end)
-        pump = _Pump(read_end, fd)
-        pump.start()
-        pumps.append(pump)
-    return pumps
-
-
-def _start_kernel(key: KernelKey) -> AsyncKernelManager:
-    global _waiting_km
-    km = _waiting_km = _RunKernelManager(kernel_name=key.kernel)
-    run_sync(km.start_kernel)(cwd=key.cwd, extra_arguments=list(_KERNEL_ARGS))
-    return km
-
-
-_waiting_km: AsyncKernelManager | None = None
-
-
-def _on_discard(signum: int, frame: Any) -> None:
-    """SIGTERM from the worker before any run was handed over: end the kernel, even one still
-    starting, and its connection file, then exit (a plain kill would leave the file behind)."""
-    _end_kernel(_waiting_km)
-    os._exit(0)
-
-
-async def _connect(km: AsyncKernelManager) -> Any:
-    """A client of `km`'s kernel, once the kernel answers (as nbclient would connect it)."""
-    kc = km.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=60)
-    except BaseException:
-        kc.stop_channels()
-        raise
-    return kc
-
-
-def _end_kernel(km: AsyncKernelManager | None) -> None:
-    """Kill a kernel that served its run (never reused): no shutdown request to wait on."""
-    if km is None:
-        return
-    process = getattr(km.provisioner, "process", None)
-    if process is not None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is its pid
-        except OSError:
-            process.kill()
-        process.wait()
-    km.cleanup_connection_file()
-
-
-def _read_assignment(fd: int) -> dict[str, Any] | None:
-    data = b""
-    while chunk := os.read(fd, 65536):
-        data += chunk
-    os.close(fd)
-    return json.loads(data) if data.strip() else None
-
-
-def _ahead_main(key: KernelKey, token: str, report_fd: int, assign_fd: int, parent: int) -> int:
-    global _report_fd, _adopted_token, _ready_client
-    if not _detach(parent):
-        return 70
-    _report_fd = report_fd
-    os.environ[TOKEN_VAR] = token
-    signal.signal(signal.SIGTERM, _on_discard)
-    pumps = _pipe_output()
-    km: AsyncKernelManager | None = None
-    try:
-        km = _start_kernel(key)
-        ready = run_sync(_connect)(km)
-    except Exception:  # retried once the run is known, where the error is reported
-        _end_kernel(km)
-        km = ready = None
-    message = _read_assignment(assign_fd)
-    if message is None:  # discarded by the worker
-        _end_kernel(km)
-        return 0
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # from now on ended like any runner
-    run_dir = Path(message["folder"])
-    os.environ[TOKEN_VAR] = run_token(message["run_dir"], message["started_at"])
-    _open_logs(run_dir)  # also closes this runner's ends of the pipes: EOF once the kernel is gone
-    for pump in pumps:
-        pump.release()
-    try:
-        if km is not None and not run_sync(km.is_alive)():
-            _end_kernel(km)  # died while waiting: this run gets a fresh one
-            km = None
-        if km is None:
-            km = _start_kernel(key)
-        else:
-            _ready_client = ready
-            if token != os.environ[TOKEN_VAR]:
-                _adopted_token = os.environ[TOKEN_VAR]
-    except Exception as exc:
-        _report({"error": error_from(exc)})
-        traceback.print_exc()
-        return 1
-    code = _execute(message["notebook"], run_dir, message["parameters"], key.kernel, km)
-    _end_kernel(km)
-    for pump in pumps:  # the kernel's last words; a grandchild holding the pipe is not waited for
-        pump.join(timeout=0.5)
-    return code

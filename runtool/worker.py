@@ -30,11 +30,11 @@ from .faults import crash_point as _crash_point
 from .lease import Lease
 from .models import Change, Claimant, ErrorRecord, Run, Status, WorkerInfo
 from .params import RUNTIME_PARAMETERS, read_notebook
-from .processes import ahead_token, alive, end_run, run_token
+from .processes import ahead_token, end_run, run_token
 from .queue import Store, open_store
 
 if TYPE_CHECKING:
-    from . import runner
+    from . import runner, warmstart
 
 log = logging.getLogger("runtool.worker")
 #: How the watch of a runner ended: it exited by itself, or the worker ended it because of the
@@ -50,6 +50,9 @@ RETENTION_EVERY_S = 3600.0
 LEASE_JOIN_S = 5.0
 #: Seconds between two tries while the store is unavailable (locked, read-only, disk full).
 STORE_RETRY_S = 5.0
+#: Runners kept started ahead while more runs are runnable (one while idle): back-to-back runs
+#: shorter than a kernel's start would otherwise wait for it every other run.
+AHEAD_IN_BACKLOG = 2
 
 
 def setup_logging() -> None:
@@ -85,9 +88,9 @@ class Worker:
         self._last_beat = 0.0
         self.kind = "worker"
         self.prestart = q.settings.prestart
-        self._ahead: runner.Child | None = None
-        """A runner forked ahead with a kernel for the next run (warm start)."""
-        self._aheads = 0
+        self._warm: warmstart.Aheads | None = None
+        """Runners forked ahead with kernels for the next runs (warm start), once papermill is in."""
+        self._forked_ahead = 0
 
     # -- signals ------------------------------------------------------------------
 
@@ -114,9 +117,11 @@ class Worker:
 
     def warm_up(self) -> None:
         """Import papermill and fill its caches once, here, instead of in every run."""
-        from . import runner
+        from . import runner, warmstart
 
         runner.prewarm()
+        if self.prestart and self._warm is None:
+            self._warm = warmstart.Aheads(self._ahead_token, self._forget_lock)
 
     def serve(self) -> int:
         """The `worker` command: run until told to stop; 0 on a graceful stop."""
@@ -258,7 +263,7 @@ class Worker:
         child = self._start(run, parameters, key)
         # forks first, then the lease's thread: a process forked while another thread holds a
         # lock inherits it held, and the next run's runner would hang on it
-        self._start_ahead(key)  # the next run's kernel starts while this one executes
+        self._start_ahead(key)  # the next runs' kernels start while this one executes
         lease = Lease(self._lease_store, run, self.name, self.stale_after, also=self._while_executing(run))
         lease.runner, lease.kernel = (child.pid, child.ctime), child.kernel
         lease.start()
@@ -323,80 +328,51 @@ class Worker:
     # -- warm start ---------------------------------------------------------------
 
     def _start(self, run: Run, parameters: dict[str, Any], key: runner.KernelKey | None) -> runner.Child:
-        """A runner executing `run`: the one started ahead if its kernel fits, else a new one."""
+        """A runner executing `run`: one started ahead if its kernel fits, else a new one."""
         from . import runner
 
-        if not self.prestart or key is None:
+        if self._warm is None or key is None:
             return runner.start(run, parameters, run.kernel, str(self._files(run)))
-        ahead, self._ahead = self._ahead, None
-        folder = str(self._files(run))
-        if ahead is not None and ahead.key == key and self._usable(ahead) and runner.assign(ahead, run, parameters, folder):
-            return ahead
-        if ahead is not None:
-            self._discard(ahead)
-        child = runner.start_ahead(key, run_token(run.run_dir, run.started_at), self._forget_lock)
-        if not runner.assign(child, run, parameters, folder):
-            log.info("run %d: its runner died at once", run.id)  # _watch reports how
-        return child
+        return self._warm.take(key, run, parameters, str(self._files(run)))
 
     def _start_ahead(self, key: runner.KernelKey | None) -> None:
-        """Fork a runner whose kernel starts now for the next run, guessed to be like this one."""
-        from . import runner
-
-        last = self.limits.max_runs is not None and self.executed + 1 >= self.limits.max_runs
-        if not self.prestart or key is None or self.stopping or last or self._ahead is not None:
+        """Right after a claim: fork runners whose kernels start now for the next runs, guessed
+        to be like this one: two while more runs are runnable, else one (fewer near the end)."""
+        if self._warm is None or key is None:
             return
-        self._aheads += 1
-        token = ahead_token(str(self.q.runs_dir), self.name, self._aheads)
-        self._ahead = runner.start_ahead(key, token, self._forget_lock)
+        self._warm.top_up(key, self._ahead_depth(backlog=True))
+
+    def _ahead_depth(self, backlog: bool) -> int:
+        """How many runners to keep started ahead; `backlog`: look whether more runs are runnable."""
+        if self.stopping:
+            return 0
+        depth = 1
+        if backlog:
+            try:  # a read after the claim, before the lease's thread starts
+                depth = AHEAD_IN_BACKLOG if self.q.store.has_runnable(self.queues, self.q.store.now()) else 1
+            except StoreUnavailable:
+                pass
+        if self.limits.max_runs is not None:
+            depth = min(depth, self.limits.max_runs - self.executed - 1)
+        return max(0, depth)
+
+    def _ahead_token(self) -> str:
+        self._forked_ahead += 1
+        return ahead_token(str(self.q.runs_dir), self.name, self._forked_ahead)
 
     def _forget_lock(self) -> None:
         """In a runner started ahead: close its copy of the executor lock, which the worker keeps
         (flock: the lock stays held until every copy is closed, so an idle runner would hold it)."""
         self.q.lock.release()
 
-    def _usable(self, ahead: runner.Child) -> bool:
-        """The runner started ahead and its kernel still live (reaped if the runner is gone)."""
-        ahead.read_reports()
-        try:
-            if os.waitpid(ahead.pid, os.WNOHANG)[0]:
-                ahead.pid = 0
-                return False
-        except ChildProcessError:
-            ahead.pid = 0
-            return False
-        return ahead.kernel is None or alive(*ahead.kernel)
-
     def _check_ahead(self) -> None:
-        """While idle: replace a kernel started ahead that died, without failing any run."""
-        ahead = self._ahead
-        if ahead is not None and not self._usable(ahead):
-            log.info("the kernel started ahead is gone; starting another")
-            self._discard_ahead()
-            self._start_ahead(ahead.key)
+        """While idle: replace a kernel started ahead that died, without failing any run; keep one."""
+        if self._warm is not None and self._warm.check(self._ahead_depth(backlog=False)):
+            log.info("a kernel started ahead is gone; started another")
 
     def _discard_ahead(self) -> None:
-        if self._ahead is not None:
-            ahead, self._ahead = self._ahead, None
-            self._discard(ahead)
-
-    def _discard(self, ahead: runner.Child) -> None:
-        """End a runner started ahead that will serve no run, and its kernel."""
-        ahead.close()
-        if ahead.pid:
-            try:  # it ends its kernel, even one still starting, and exits
-                os.kill(ahead.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 2.0
-        while ahead.pid and time.monotonic() < deadline:
-            try:
-                if os.waitpid(ahead.pid, os.WNOHANG)[0]:
-                    return
-            except ChildProcessError:
-                break
-            time.sleep(0.002)
-        end_run(ahead.token or "", [(ahead.pid or None, ahead.ctime), ahead.kernel or (None, None)], grace=1.0)
+        if self._warm is not None:
+            self._warm.discard()
 
     def _watch(self, run: Run, child: runner.Child, lease: Lease) -> tuple[Verdict, int | None]:
         """Wait for the runner to end; returns the verdict and its exit code.
