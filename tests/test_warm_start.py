@@ -8,6 +8,7 @@ left by another run) into its run folder; the tests compare that with and withou
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from runtool import RunQueue, Status
 from runtool.config import load_settings
 from runtool.errors import ConfigError
 from runtool.processes import TOKEN_VAR, run_token
+from runtool.runner import KernelKey
 
-PROBE_PARAMETERS = "n = 0\nrun_dir = ''\nsleep = 0.0"
+PROBE_PARAMETERS = "n = 0\nrun_dir = ''\nsleep = 0.0\ngate = ''"
 PROBE_BODY = [
     "import json, os, subprocess, sys, time\n"
     "seen = [name for name in ('leak',) if name in globals()] + (['module'] if 'rt_leak' in sys.modules else [])\n"
@@ -36,6 +38,8 @@ PROBE_BODY = [
     "    json.dump({'n': n, 'pid': os.getpid(), 'cwd': os.getcwd(), 'seen': seen, 'start_token': start_token,\n"
     "               'token': os.environ.get('RUNTOOL_RUN_TOKEN'), 'child_token': child_token}, f)\n"
     "os.replace(os.path.join(run_dir, 'probe.tmp'), os.path.join(run_dir, 'probe.json'))  # whole or absent\n"
+    "while gate and not os.path.exists(gate):  # held until the test opens the gate\n"
+    "    time.sleep(0.02)\n"
     "time.sleep(sleep)",
 ]
 
@@ -225,4 +229,133 @@ def test_a_run_in_a_kernel_started_ahead_is_ended_whole(home, tmp_path, end, no_
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=60)
     assert ahead_kernels(home) == [] and leftover_processes(home) == []
+    q.close()
+
+
+def exactly(count: int, found: list) -> list | None:
+    return found if len(found) == count else None
+
+
+def started(q: RunQueue, run_id: int) -> bool:
+    return (Path(q.get(run_id).run_dir) / "probe.json").exists()
+
+
+def test_a_runner_started_ahead_reads_its_run_up_to_the_newline():
+    """Another process holding a copy of the pipe (a runner or hook forked later) keeps its
+    end from coming: the run is read up to the newline. Closed without one: discarded."""
+    from runtool import warmstart
+
+    read_end, write_end = os.pipe()
+    copy = os.dup(write_end)
+    try:
+        os.write(write_end, json.dumps({"notebook": "nb.ipynb", "parameters": {"n": 1}}).encode() + b"\n")
+        os.close(write_end)
+        assert warmstart._read_assignment(read_end) == {"notebook": "nb.ipynb", "parameters": {"n": 1}}
+    finally:
+        os.close(copy)
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    assert warmstart._read_assignment(read_end) is None
+
+
+def test_a_runner_forked_later_closes_the_pipes_to_the_others():
+    from runtool import runner
+
+    read_end, write_end = os.pipe()
+    runner.hold(write_end)  # as the pipe a runner started ahead gets its run on
+
+    def main(report_fd: int) -> int:
+        try:
+            os.fstat(write_end)
+        except OSError:
+            return 0
+        return 3
+
+    child = runner.fork(main)
+    try:
+        _, status = os.waitpid(child.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        child.close()
+        child.assign = write_end
+        runner.close_assign(child)
+        os.close(read_end)
+
+
+def test_kernel_key_is_the_kernel_and_the_folder():
+    assert KernelKey("python3", "/nb") == ("python3", "/nb")
+
+
+@pytest.mark.slow
+def test_in_a_backlog_two_kernels_are_started_while_a_run_executes(home, tmp_path, no_leftovers):
+    """While runs wait, the next two runs' kernels start as soon as a run is claimed; one
+    killed while waiting is passed over; every run still gets a kernel of its own, and once
+    the queue is empty one kernel waits."""
+    nb = probe_notebook(tmp_path / "nb")
+    gate = tmp_path / "gate"
+    q = RunQueue(home)
+    worker = spawn(home, "worker")
+    try:
+        first = q.submit(nb, {"n": 0, "gate": str(gate)}, retries=0)
+        rest = [q.submit(nb, {"n": i}, retries=0) for i in range(1, 4)]
+        wait_for(lambda: started(q, first.id), what="the first run to start")
+        waiting = wait_for(lambda: exactly(2, ahead_kernels(home)),
+                           what="two kernels started ahead")
+        assert q.get(first.id).status is Status.PROCESSING  # started while it executes
+        assert all(q.get(run.id).status is Status.WAITING for run in rest)
+        victim = waiting[0]
+        victim.kill()
+        gate.touch()
+        for run in rest:
+            wait_for(lambda run=run: finished(q, run.id), what=f"run {run.id}")
+        seen = [check_like_a_fresh_kernel(q, run.id, nb.parent) for run in [first, *rest]]
+        pids = [s["pid"] for s in seen]
+        assert len(set(pids)) == len(pids) and victim.pid not in pids
+        assert {p.pid for p in waiting} - {victim.pid} <= set(pids)  # the other one served a run
+        assert all(s["start_token"].startswith(str(home / "runs" / "ahead#")) for s in seen[1:])
+        assert len(wait_for(lambda: exactly(1, ahead_kernels(home)),
+                            what="one kernel waiting")) == 1
+    finally:
+        gate.touch()
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert ahead_kernels(home) == [] and leftover_processes(home) == []
+    q.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_worker_stopped_or_killed_with_two_kernels_waiting_leaves_none(home, tmp_path, how):
+    nb = probe_notebook(tmp_path / "nb")
+    gate = tmp_path / "gate"
+    q = RunQueue(home)
+    worker = spawn(home, "worker")
+    try:
+        first = q.submit(nb, {"n": 0, "gate": str(gate)}, retries=0)
+        rest = [q.submit(nb, {"n": i}, retries=0) for i in (1, 2)]
+        wait_for(lambda: started(q, first.id), what="the first run to start")
+        waiting = wait_for(lambda: exactly(2, ahead_kernels(home)),
+                           what="two kernels started ahead")
+        kernel = psutil.Process(q.get(first.id).kernel_pid)
+        worker.send_signal(how)
+        if how == signal.SIGTERM:  # the first signal: the run finishes, no other starts
+            gate.touch()
+        worker.communicate(timeout=60)
+    finally:
+        gate.touch()
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate(timeout=60)
+    assert worker.returncode == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+    for proc in [*waiting, kernel]:
+        wait_for(lambda proc=proc: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE,
+                 timeout=10, what=f"kernel {proc.pid} to end")
+    if how == signal.SIGTERM:
+        assert q.get(first.id).status is Status.SUCCEEDED
+    else:
+        assert runtool(home, "reconcile").code == 0  # ends the run's orphaned grandchild
+    assert all(q.get(run.id).status is Status.WAITING for run in rest)
+    wait_for(lambda: ahead_kernels(home) == [] and leftover_processes(home) == [], timeout=10,
+             what="no process of the home left")
     q.close()
