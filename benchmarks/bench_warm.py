@@ -3,16 +3,21 @@
 - Throughput: N trivial notebooks per round, three contenders interleaved: `runtool drain`
   (prestart = true, the default), `runtool drain` with `prestart = false` (the path before warm
   start), and `papermill.execute_notebook` in a loop in this process. Per run = wall / N.
-- Stalls: every run of the drains (rounds x N): the time between one run's finish and the
-  next's (everything a run costs in a drain), slowest against median.
+- Stalls: every run of the drains (rounds x N, 100+): the time between one run's finish and
+  the next's (everything a run costs in a drain), slowest against median; the warm loop's own
+  slowest against median in the same rounds shows the machine's load spikes, and so do the load
+  averages before and after.
 - Idle worker: submit -> succeeded (`finished_at - created_at`) for the trivial notebook, one
   worker per setting, submissions alternating between them at random moments.
 - Idle cost: CPU of the worker and of everything it started (the runner started ahead and its
   kernel) over a window; memory of each.
+- Memory in a backlog: while a run executes and more wait, the worker keeps two runners with
+  kernels started ahead; memory of every process then.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -50,6 +55,7 @@ def throughput(count: int, rounds: int) -> dict[str, Any]:
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     say(f"warm start throughput: {count} trivial notebooks x {rounds} rounds")
+    load_before = os.getloadavg()
     with common.scratch("warm") as folder:
         nb = common.trivial_notebook(folder)
         counter = iter(range(10_000))
@@ -76,6 +82,7 @@ def throughput(count: int, rounds: int) -> dict[str, Any]:
         say(f"  {name}: {value:.3f} s per run ({value / warm:.2f}x the warm loop); slowest run "
             f"{stalls[name]['max']:.2f} s = {stalls[name]['max/median']:.2f}x the median")
     return {"count": count, "rounds": rounds, "per_run_median": per_run,
+            "load_average": {"before": load_before, "after": os.getloadavg()},
             "ratio_vs_warm": {name: v / warm for name, v in per_run.items()}, "stalls": stalls,
             "run_duration_median": {name: common.median([common.median(r["durations"]) for r in rs])
                                     for name, rs in results.items()},
@@ -113,6 +120,34 @@ def _cpu(procs: dict[str, psutil.Process]) -> float:
         times = proc.cpu_times()
         total += times.user + times.system
     return total
+
+
+def _backlog_memory(q: Any, worker: psutil.Process, folder: Path, nb: Path) -> dict[str, dict[str, float]]:
+    """Memory of each process while a run executes and two more wait (prestart)."""
+    from runtool.models import FINISHED
+
+    sleepy = common.sleep_notebook(folder)
+    running = q.submit(sleepy, {"seconds": 4.0}, retries=0)
+    waiting = [q.submit(nb, {"n": i}, retries=0) for i in range(2)]
+    bench_worker._wait_for(lambda: q.get(running.id).kernel_pid, 60, "the run's kernel", 0.02)
+    time.sleep(2.0)  # the kernels started ahead answer meanwhile
+    rec = q.get(running.id)
+    procs = {"worker": worker}
+    for proc in worker.children(recursive=True):
+        try:
+            is_kernel = any("ipykernel" in part for part in proc.cmdline())
+        except psutil.Error:
+            continue
+        if proc.pid in (rec.runner_pid, rec.kernel_pid):
+            name = "kernel running" if is_kernel else "runner running"
+        else:
+            count = sum(k.startswith("kernel waiting" if is_kernel else "runner waiting") for k in procs)
+            name = f"{'kernel' if is_kernel else 'runner'} waiting {count + 1}"
+        procs[name] = proc
+    memory = _memory(procs)
+    for run in (running, *waiting):
+        bench_worker._wait_for(lambda rid=run.id: q.get(rid).status in FINISHED, 120, f"run {run.id}", 0.02)
+    return memory
 
 
 def idle(count: int, idle_s: float) -> dict[str, Any]:
@@ -161,16 +196,19 @@ def idle(count: int, idle_s: float) -> dict[str, Any]:
                          "processes": sorted(t)}
             say(f"  {name}: idle CPU {cpu[name]['percent_of_core']:.2f}% of a core ({', '.join(sorted(t))}); "
                 + "; ".join(f"{k} {m['rss']:.0f} MB RSS / {m['uss']:.0f} MB USS" for k, m in memory[name].items()))
+        backlog = _backlog_memory(queues["prestart"], workers["prestart"], folder, nb)
+        say("  prestart, a run executing and two waiting: " + "; ".join(
+            f"{k} {m['rss']:.0f} MB RSS / {m['uss']:.0f} MB USS" for k, m in backlog.items()))
         for q in queues.values():
             q.close()
         for w in workers.values():
             w.terminate()
             w.wait(30)
-    return {"count": count, "latency": latency, "idle_cpu": cpu, "memory": memory}
+    return {"count": count, "latency": latency, "idle_cpu": cpu, "memory": memory, "backlog_memory": backlog}
 
 
 def run(quick: bool) -> dict[str, Any]:
-    count, rounds, submissions, idle_s = (6, 3, 5, 10.0) if quick else (20, 5, 20, 30.0)
+    count, rounds, submissions, idle_s = (6, 3, 5, 10.0) if quick else (25, 5, 20, 30.0)
     data = {"throughput": throughput(count, rounds), "idle": idle(submissions, idle_s)}
     t, i = data["throughput"], data["idle"]
     on = "runtool drain (prestart, default)"

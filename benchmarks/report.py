@@ -274,19 +274,34 @@ def section_warm(d: dict[str, Any] | None) -> str:
         idle_rows.append([label, f"{cpu['percent_of_core']:.2f}% ({cpu['cpu_s']:.3f} s over {cpu['window_s']:.0f} s)",
                           "; ".join(f"{k} {m['rss']:.0f} / {m['uss']:.0f}" for k, m in sorted(mem.items())),
                           f"{sum(m['uss'] for m in mem.values()):.0f}"])
-    tg = d["targets"]
-    return f"""## 7. Warm start (kernel started ahead)
+    backlog_rows = [[k, f"{m['rss']:.0f}", f"{m['uss']:.0f}"] for k, m in i.get("backlog_memory", {}).items()]
+    backlog = ""
+    if backlog_rows:
+        total = sum(m["uss"] for m in i["backlog_memory"].values())
+        backlog = f"""
+Memory in a backlog (prestart): a run executing and two more waiting, so two runners with their
+kernels wait ahead; RSS / USS in MB per process (USS total {total:.0f} MB).
 
-The worker keeps one runner forked ahead with its kernel started for the next run (same kernel
-name and folder as the last run), so a claimed run executes at once; the kernel of a finished
-run is killed once its output is written instead of being asked to shut down (no 2.5 s
-shutdown stall). `prestart = false` in `runtool.toml` is the path from before. Both settings
-and the warm papermill loop run side by side in `benchmarks/bench_warm.py`, interleaved.
+{_table(["process", "RSS MB", "USS MB"], backlog_rows)}
+"""
+    load = t.get("load_average")
+    load_text = (f" Load average (1, 5, 15 min) before: {' '.join(f'{x:.2f}' for x in load['before'])}; after: "
+                 f"{' '.join(f'{x:.2f}' for x in load['after'])}." if load else "")
+    tg = d["targets"]
+    return f"""## 7. Warm start (kernels started ahead)
+
+The worker keeps runners forked ahead with their kernels started for the next runs (same kernel
+name and folder as the last run), so a claimed run executes at once: one while idle, two while
+more runs are runnable, their kernel starts spaced by half a kernel's start time. The kernel of
+a finished run is killed once its output is written instead of being asked to shut down (no
+2.5 s shutdown stall). `prestart = false` in `runtool.toml` is the path from before. Both
+settings and the warm papermill loop run side by side in `benchmarks/bench_warm.py`, interleaved.
 
 Throughput: {t['count']} trivial notebooks per round, {t['rounds']} rounds; `runtool drain` timed as a command from
 its start to its exit (interpreter start and imports included). "Between finishes": the time
 from one run's finish to the next's in a drain (all a run costs there; for the warm loop, one
-`execute_notebook`), over all rounds ({t["stalls"][on]["n"]} intervals).
+`execute_notebook`), over all rounds ({t["stalls"][on]["n"]} intervals). The warm loop's own
+slowest against its median shows the machine's load spikes in the same minutes.{load_text}
 
 {_table(["method", "per run (median)", "vs warm loop", "per run, each round (s)", "one run, claim -> recorded (median)", "between finishes: median", "slowest", "over 2 s"], rows)}
 
@@ -308,7 +323,7 @@ MB (the runner started ahead is forked from the worker, so its RSS is mostly sha
 {_table(["setting", "idle CPU, % of one core", "memory, RSS / USS MB", "USS total MB"], idle_rows)}
 
 Target: idle CPU under 1% of a core with the kernel waiting: {_ok(tg['idle CPU under 1% of a core'])}.
-"""
+{backlog}"""
 
 
 def section_memory(d: dict[str, Any] | None, img: Path) -> str:
