@@ -90,18 +90,25 @@ def throughput(count: int, rounds: int) -> dict[str, Any]:
                            if "gap" in rs[0]},
             "startup_median": {name: common.median([r["startup"] for r in rs]) for name, rs in results.items()
                                if "startup" in rs[0]},
-            "results": {name: [{k: v for k, v in r.items() if k != "durations"} for r in rs]
+            "results": {name: [{k: v for k, v in r.items() if k != "durations" or "intervals" not in r} for r in rs]
                         for name, rs in results.items()}}
+
+
+def _kernel_or_not(worker: psutil.Process) -> list[tuple[psutil.Process, bool]]:
+    """The worker's descendants, each with whether it is a kernel (the others are runners)."""
+    found = []
+    for proc in worker.children(recursive=True):
+        try:
+            found.append((proc, any("ipykernel" in part for part in proc.cmdline())))
+        except psutil.Error:
+            continue
+    return found
 
 
 def _tree(worker: psutil.Process) -> dict[str, psutil.Process]:
     """The worker, the runner it started ahead and that runner's kernel (when idle)."""
     found = {"worker": worker}
-    for proc in worker.children(recursive=True):
-        try:
-            is_kernel = any("ipykernel" in part for part in proc.cmdline())
-        except psutil.Error:
-            continue
+    for proc, is_kernel in _kernel_or_not(worker):
         found["kernel waiting" if is_kernel else "runner waiting"] = proc
     return found
 
@@ -133,11 +140,7 @@ def _backlog_memory(q: Any, worker: psutil.Process, folder: Path, nb: Path) -> d
     time.sleep(2.0)  # the kernels started ahead answer meanwhile
     rec = q.get(running.id)
     procs = {"worker": worker}
-    for proc in worker.children(recursive=True):
-        try:
-            is_kernel = any("ipykernel" in part for part in proc.cmdline())
-        except psutil.Error:
-            continue
+    for proc, is_kernel in _kernel_or_not(worker):
         if proc.pid in (rec.runner_pid, rec.kernel_pid):
             name = "kernel running" if is_kernel else "runner running"
         else:

@@ -257,12 +257,17 @@ def section_warm(d: dict[str, Any] | None) -> str:
     t, i = d["throughput"], d["idle"]
     on, off, warm = "runtool drain (prestart, default)", "runtool drain (prestart = false)", "warm papermill loop"
     rows = []
+    per_round = []
     for name in (on, off, warm):
         st = t["stalls"][name]
         rows.append([name, f"{t['per_run_median'][name]:.3f} s", f"**{t['ratio_vs_warm'][name]:.2f}x**",
                      " ".join(f"{r['per_run']:.3f}" for r in t["results"][name]),
                      f"{t['run_duration_median'][name]:.3f} s", f"{st['median']:.3f} s",
                      f"{st['max']:.2f} s ({st['max/median']:.2f}x)", str(st["over 2 s"])])
+        each = [r.get("intervals", r.get("durations")) for r in t["results"][name]]
+        if all(each):  # results saved before durations were kept have neither for the warm loop
+            per_round.append([name, " ".join(f"{max(e) / common.median(e):.2f}x" for e in each),
+                              " ".join(str(sum(x > 2 * common.median(e) for x in e)) for e in each)])
     lat_rows = []
     for name, label in (("prestart", "prestart (default)"), ("prestart = false", "prestart = false")):
         a, b = i["latency"][name]["submit_to_succeeded"], i["latency"][name]["pick_up"]
@@ -304,6 +309,11 @@ from one run's finish to the next's in a drain (all a run costs there; for the w
 slowest against its median shows the machine's load spikes in the same minutes.{load_text}
 
 {_table(["method", "per run (median)", "vs warm loop", "per run, each round (s)", "one run, claim -> recorded (median)", "between finishes: median", "slowest", "over 2 s"], rows)}
+
+Each round alone (the load changes from round to round): slowest gap against that round's
+median, and how many gaps were over twice it.
+
+{_table(["method", "slowest / median, each round", "over 2x the median, each round"], per_round)}
 
 Targets: drain at most 0.6x the warm loop per run: {t['ratio_vs_warm'][on]:.2f}x,
 {_ok(tg['drain at most 0.6x the warm loop'])}; slowest run under 2x the median:
