@@ -178,9 +178,12 @@ def check_value(param: Parameter, value: Any) -> Any:
         )
     if expected == "float":
         try:
-            value = float(value)
+            number = float(value)
         except OverflowError:
             raise InvalidInput(f"bad value for parameter {param.name!r}: a number too large for a float") from None
+        if type(value) is int and number != value:
+            raise InvalidInput(f"bad value {_short(value)} for parameter {param.name!r}: no float holds it exactly")
+        value = number
     _check_json(param.name, value)
     return value
 

@@ -133,6 +133,7 @@ REFUSED = [
     ("bool", False, 1, "expected bool"), ("str", "a", 1, "expected str"), ("list", [], (1,), "expected list"),
     ("dict", {}, [], "expected dict"), ("float", 0.5, math.nan, "NaN and infinity are not allowed"),
     ("float", 0.5, math.inf, "NaN and infinity are not allowed"), ("float", 0.5, 10**400, "too large for a float"),
+    ("float", 0.5, 2**63 + 1, "bad value 9223372036854775809 for parameter 'p': no float holds it exactly"),
     ("any", None, {1, 2}, "not representable as JSON"), ("list", [], [math.nan], "NaN and infinity"),
     ("int", 1, "x" * 100, "bad value '" + "x" * 36 + "... for parameter 'p'"),  # shortened
 ]
@@ -143,6 +144,11 @@ def test_refused_values(type_name, default, value, says):
     with pytest.raises(InvalidInput) as refused:
         check_value(Parameter("p", type_name, default), value)
     assert says in str(refused.value)
+
+
+def test_an_int_for_a_float_parameter_becomes_that_float():
+    assert check_value(Parameter("p", "float", 0.5), 2**53) == 2.0**53
+    assert type(check_value(Parameter("p", "float", 0.5), 3)) is float
 
 
 def test_a_float_for_an_int_parameter_is_accepted():
