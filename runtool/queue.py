@@ -334,9 +334,44 @@ class SQLiteStore:
             if offset == 0:
                 return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
             return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
+        if where.sort_metric is not None and where.kind and not (where.text and where.text.strip()):
+            return self._list_by_metric(where, limit, offset)
         query, args = _select(where, "r.*")
         with self._errors():
             rows = self._conn.execute(f"{query} LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+        return [self.row_to_run(r) for r in rows]
+
+    def _list_by_metric(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
+        """A kind's runs by a metric, walking run_metrics' index: the runs having it in value
+        order (ties newest first), then the kind's runs without it, newest first. The two
+        parts are read in one read transaction, so the offset into the second is exact."""
+        assert where.sort_metric is not None and where.kind
+        clauses, args = _filters(replace(where, kind=None, sort_metric=None))
+        extra = "".join(f" AND {c}" for c in clauses)
+        # The primary key walked backwards gives highest first, run_metrics_ascending walked
+        # forwards lowest first; ties newest first either way. CROSS JOIN: the metric's index
+        # drives (in order, stopping at the page), runs are looked up by id.
+        order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
+        having = (f"FROM run_metrics m CROSS JOIN runs r ON r.id = m.run_id"
+                  f" WHERE m.kind = ? AND m.name = ?{extra}")
+        key = [where.kind, where.sort_metric, *args]
+        without = (f"SELECT r.* FROM runs r WHERE r.kind = ?{extra} AND NOT EXISTS (SELECT 1 FROM json_each(r.metrics)"
+                   f" WHERE key = ? AND type IN ('integer', 'real')) ORDER BY r.id DESC LIMIT ? OFFSET ?")
+        with self._errors():
+            self._conn.execute("BEGIN")
+            try:
+                rows = self._conn.execute(f"SELECT r.* {having} ORDER BY {order} LIMIT ? OFFSET ?",
+                                          (*key, limit, offset)).fetchall()
+                if len(rows) < limit:  # the page reaches the runs without the metric
+                    # how many have it: known from this page unless the offset is past them all
+                    before = offset + len(rows) if rows else int(self._conn.execute(
+                        f"SELECT COUNT(*) {having}", key).fetchone()[0])
+                    rows += self._conn.execute(
+                        without, (where.kind, *args, where.sort_metric, limit - len(rows),
+                                  max(0, offset - before))).fetchall()
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
         return [self.row_to_run(r) for r in rows]
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:
@@ -662,6 +697,26 @@ def _select(where: RunFilter, columns: str, ordered: bool = True) -> tuple[str, 
                     if value and '"' not in value]  # names are checked, but never trust a quote
         args.append(" AND ".join([fts_query(where.text), *narrowed]))
         order = "f.rowid DESC"
+    more, more_args = _filters(where)
+    clauses += more
+    args += more_args
+    query = f"SELECT {columns} FROM {source} WHERE " + (" AND ".join(clauses) or "1")
+    if ordered and where.sort_metric is not None:
+        # Without a kind, or with a text search (which narrows the runs first), the runs
+        # matching the filters are read and sorted; a kind alone walks run_metrics
+        # (SQLiteStore._list_by_metric). json_each, not json_extract: a JSON path cannot name a
+        # key holding a double quote; the name is compared as a bound value, never spliced
+        # into SQL or a path.
+        key = "(SELECT value FROM json_each(r.metrics) WHERE key = ? AND type IN ('integer', 'real'))"
+        args.append(where.sort_metric)
+        order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, r.id DESC"
+    return (f"{query} ORDER BY {order}" if ordered else query), args
+
+
+def _filters(where: RunFilter) -> tuple[builtins.list[str], builtins.list[Any]]:
+    """The clauses on runs `r` of `where`'s statuses, queue, kind and excluded run."""
+    clauses: builtins.list[str] = []
+    args: builtins.list[Any] = []
     if where.statuses:
         clauses.append(f"r.status IN ({','.join('?' * len(where.statuses))})")
         args.extend(s.value for s in where.statuses)
@@ -674,16 +729,7 @@ def _select(where: RunFilter, columns: str, ordered: bool = True) -> tuple[str, 
     if where.exclude is not None:
         clauses.append("r.id != ?")
         args.append(where.exclude)
-    query = f"SELECT {columns} FROM {source} WHERE " + (" AND ".join(clauses) or "1")
-    if ordered and where.sort_metric is not None:
-        # No index can hold every metric name a run may record: the runs matching the other
-        # filters are read and sorted (docs/benchmarks.md, section 6). json_each, not
-        # json_extract: a JSON path cannot name a key holding a double quote; the name is
-        # compared as a bound value, never spliced into SQL or a path.
-        key = "(SELECT value FROM json_each(r.metrics) WHERE key = ? AND type IN ('integer', 'real'))"
-        args.append(where.sort_metric)
-        order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, r.id DESC"
-    return (f"{query} ORDER BY {order}" if ordered else query), args
+    return clauses, args
 
 
 def fts_query(text: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import StoreUnavailable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _TABLES = """
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -85,6 +85,39 @@ CREATE TRIGGER runs_reindexed AFTER UPDATE OF notebook, parameters, tags, kind, 
     INSERT INTO runs_fts (rowid, notebook, parameters, tags, kind, queue) VALUES (new.id, new.notebook, new.parameters, new.tags, new.kind, new.queue);
 END;
 """
+#: Numeric metrics apart from the runs, kept by triggers from `runs.metrics` (the record stays
+#: the truth): a sort by a metric within a kind walks an index instead of reading every run of
+#: the kind. Only JSON numbers count (json_each types integer and real), as in the record's
+#: sort. `value` has no type, so it holds exactly what json_each gives (an integer or a real):
+#: the delete triggers find each entry again by its whole key (names x values, probes of the
+#: key: a row-value IN would walk every entry of the name), and no index on run_id is written. Two orders because ties are newest first whichever way the values go: the primary
+#: key walked backwards (highest first), run_metrics_ascending walked forwards (lowest first).
+_METRICS = """
+CREATE TABLE run_metrics (
+    kind TEXT NOT NULL, name TEXT NOT NULL, value NOT NULL, run_id INTEGER NOT NULL,
+    PRIMARY KEY (kind, name, value, run_id)
+) WITHOUT ROWID;
+CREATE INDEX run_metrics_ascending ON run_metrics(kind, name, value, run_id DESC);
+CREATE TRIGGER runs_measured AFTER INSERT ON runs WHEN new.metrics != '{}' BEGIN
+    INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id)
+    SELECT new.kind, j.key, j.value, new.id FROM json_each(new.metrics) j WHERE j.type IN ('integer', 'real');
+END;
+CREATE TRIGGER runs_unmeasured AFTER DELETE ON runs WHEN old.metrics != '{}' BEGIN
+    DELETE FROM run_metrics WHERE kind = old.kind AND run_id = old.id
+        AND name IN (SELECT key FROM json_each(old.metrics)) AND value IN (SELECT value FROM json_each(old.metrics));
+END;
+CREATE TRIGGER runs_remeasured AFTER UPDATE OF metrics, kind ON runs
+WHEN old.metrics IS NOT new.metrics OR old.kind IS NOT new.kind BEGIN
+    DELETE FROM run_metrics WHERE kind = old.kind AND run_id = old.id
+        AND name IN (SELECT key FROM json_each(old.metrics)) AND value IN (SELECT value FROM json_each(old.metrics));
+    INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id)
+    SELECT new.kind, j.key, j.value, new.id FROM json_each(new.metrics) j WHERE j.type IN ('integer', 'real');
+END;
+"""
+#: Fills run_metrics from the runs already stored (the v4 migration; benchmarks/million.py).
+BACKFILL_METRICS = """INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id)
+    SELECT r.kind, j.key, j.value, r.id FROM runs r, json_each(r.metrics) j
+    WHERE r.metrics != '{}' AND j.type IN ('integer', 'real')"""
 #: The columns of `runs`, in order (the migrations rebuild the table in this order).
 RUN_COLUMNS = (
     "id", "notebook", "kind", "queue", "priority", "status", "parameters", "tags", "attempt",
@@ -132,8 +165,15 @@ def _to_v3(db: Any) -> None:
     db.execute(_WORKERS)
 
 
+def _to_v4(db: Any) -> None:
+    """Version 3 -> 4: numeric metrics in run_metrics (kept by triggers), filled from the runs."""
+    for statement in _statements(_METRICS):
+        db.execute(statement)
+    db.execute(BACKFILL_METRICS)
+
+
 #: Version reached -> the step that reaches it from the version before.
-MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _to_v2, 3: _to_v3}
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
 
 
 def prepare(conn: sqlite3.Connection, where: str) -> None:
@@ -162,7 +202,7 @@ def prepare(conn: sqlite3.Connection, where: str) -> None:
 
 def _step(conn: sqlite3.Connection, version: int) -> None:
     if version == 0:
-        for statement in _statements(_TABLES + _RUN_PARENTS + ";" + _WORKERS + ";" + _INDEXES + _DERIVED):
+        for statement in _statements(_TABLES + _RUN_PARENTS + ";" + _WORKERS + ";" + _INDEXES + _DERIVED + _METRICS):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return
