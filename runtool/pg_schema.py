@@ -16,7 +16,7 @@ from psycopg.rows import tuple_row
 
 from .errors import StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: pg_advisory_xact_lock key of schema changes (any fixed number; "runtool" in ASCII).
 SCHEMA_LOCK = 0x72756E746F6F6C
 #: The channel submissions, retries and resumes notify idle workers on.
@@ -75,6 +75,48 @@ CREATE TABLE workers (
     run_id bigint
 )
 """
+#: Numeric metrics apart from the runs, kept by triggers from runs.metrics (as on SQLite): a
+#: sort by a metric within a kind walks an index instead of casting the metric out of the JSON
+#: of every run of the kind. numeric, as the record's sort casts. Two orders, because ties are
+#: newest first whichever way the values go. A metrics text the server cannot take apart (a
+#: name holding \u0000) records no entries rather than fail the change that wrote it: an
+#: outcome must always be recordable.
+_V3 = """
+CREATE TABLE run_metrics (
+    run_id bigint NOT NULL, name text NOT NULL, kind text NOT NULL, value numeric NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE INDEX run_metrics_descending ON run_metrics (kind, name, value, run_id);
+CREATE INDEX run_metrics_ascending ON run_metrics (kind, name, value, run_id DESC);
+CREATE FUNCTION runtool_keep_metrics() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM run_metrics WHERE run_id = OLD.id;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.metrics <> '{}' THEN
+        BEGIN
+            INSERT INTO run_metrics (run_id, name, kind, value)
+            SELECT NEW.id, m.key, NEW.kind, m.value::text::numeric FROM json_each(NEW.metrics::json) m
+            WHERE json_typeof(m.value) = 'number' ON CONFLICT DO NOTHING;
+        EXCEPTION WHEN data_exception OR untranslatable_character THEN
+            NULL;
+        END;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER runs_measured AFTER INSERT ON runs FOR EACH ROW WHEN (NEW.metrics <> '{}')
+    EXECUTE FUNCTION runtool_keep_metrics();
+CREATE TRIGGER runs_remeasured AFTER UPDATE OF metrics, kind ON runs FOR EACH ROW
+    WHEN (OLD.metrics IS DISTINCT FROM NEW.metrics OR OLD.kind IS DISTINCT FROM NEW.kind)
+    EXECUTE FUNCTION runtool_keep_metrics();
+CREATE TRIGGER runs_unmeasured AFTER DELETE ON runs FOR EACH ROW WHEN (OLD.metrics <> '{}')
+    EXECUTE FUNCTION runtool_keep_metrics();
+INSERT INTO run_metrics (run_id, name, kind, value)
+    SELECT r.id, m.key, r.kind, m.value::text::numeric FROM runs r, json_each(r.metrics::json) m
+    WHERE r.metrics <> '{}' AND strpos(r.metrics, '\\u0000') = 0 AND json_typeof(m.value) = 'number'
+      AND length(m.value::text) < 1000
+    ON CONFLICT DO NOTHING
+"""
 #: Row rules for the group roles (the owner of the tables, who made them, is not bound by
 #: them). An operator changes waiting and finished runs, and a processing run only when its
 #: own role's worker claimed it (`worker_role`): never another's (that is force-cancel).
@@ -96,7 +138,7 @@ RUN_COLUMNS = ", ".join((
 ))
 
 #: Version reached -> the statements that reach it from the version before.
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def prepare(connection: psycopg.Connection[Any], where: str) -> None:
@@ -121,14 +163,21 @@ def prepare(connection: psycopg.Connection[Any], where: str) -> None:
             conn.execute("UPDATE runtool_schema SET version = %s", (step,))
         if version == 0:
             _group_roles(conn)
-        elif version < 2 and _has_group_roles(conn):
-            for statement in _WORKER_GRANTS:
+        elif _has_group_roles(conn):
+            for statement in (_WORKER_GRANTS if version < 2 else []) + (_METRICS_GRANTS if version < 3 else []):
                 conn.execute(statement)  # type: ignore[arg-type]  # our own constant SQL
 
 
 _WORKER_GRANTS = [
     f"GRANT SELECT ON workers TO {GROUP_ROLES['viewer']}",
     f"GRANT SELECT, INSERT, UPDATE, DELETE ON workers TO {GROUP_ROLES['operator']}, {GROUP_ROLES['admin']}",
+]
+
+
+#: Operators' changes of runs write run_metrics through the triggers (as run_words at submit).
+_METRICS_GRANTS = [
+    f"GRANT SELECT ON run_metrics TO {GROUP_ROLES['viewer']}",
+    f"GRANT SELECT, INSERT, UPDATE, DELETE ON run_metrics TO {GROUP_ROLES['operator']}, {GROUP_ROLES['admin']}",
 ]
 
 
@@ -149,7 +198,17 @@ def _version(conn: psycopg.Cursor[tuple[Any, ...]]) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The statements of `script`; a $$-quoted function body is kept whole."""
+    statements, current = [], ""
+    for part in script.split(";"):
+        current += part
+        if current.count("$$") % 2:  # inside a body: its semicolons are its own
+            current += ";"
+            continue
+        if current.strip():
+            statements.append(current.strip())
+        current = ""
+    return statements
 
 
 def ensure_group_roles(connection: psycopg.Connection[Any]) -> None:
@@ -189,6 +248,7 @@ def _group_roles(conn: psycopg.Cursor[tuple[Any, ...]]) -> None:
         f"GRANT USAGE ON SEQUENCE runs_id_seq TO {operator}, {admin}",
         f"GRANT INSERT, UPDATE, DELETE ON paused TO {admin}",
         *_WORKER_GRANTS,
+        *_METRICS_GRANTS,
         *_statements(_POLICIES.format(admin=admin, operator=operator)),
     ]
     for statement in statements:

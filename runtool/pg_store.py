@@ -353,18 +353,54 @@ class PostgresStore:
             if offset == 0:
                 return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
             return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
+        if where.sort_metric is not None and where.kind and not (where.text and where.text.strip()):
+            return self._list_by_metric(where, limit, offset)
         clause, args = _filters(where)
         order = "id DESC"
         if where.sort_metric is not None:
-            # No index holds every metric name: the matching runs are read and sorted (as on
-            # SQLite). The name is a bound value and only JSON numbers are cast; json, not
-            # jsonb, which refuses a \u0000 escape that a stored name may hold.
+            # Without a kind, or with a text search (which narrows the runs first), the
+            # matching runs are read and sorted (as on SQLite); a kind alone walks run_metrics.
+            # The name is a bound value and only JSON numbers are cast; json, not jsonb, which
+            # refuses a \u0000 escape that a stored name may hold.
             key = "CASE WHEN json_typeof(metrics::json -> %s) = 'number' THEN (metrics::json ->> %s)::numeric END"
             name = nul_safe(where.sort_metric)
             args += [name, name]
             order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, id DESC"
         rows = self._all(f"SELECT {_COLS} FROM runs {clause} ORDER BY {order} LIMIT %s OFFSET %s",
                          (*args, limit, offset))
+        return [self.row_to_run(r) for r in rows]
+
+    def _list_by_metric(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
+        """A kind's runs by a metric, walking run_metrics' indexes: the runs having it in value
+        order (ties newest first), then the kind's runs without it, newest first; one
+        statement, so the offset into the second part is exact."""
+        clause, args = _filters(replace(where, kind=None, sort_metric=None), "r.")
+        extra = clause.replace("WHERE ", "AND ", 1)
+        order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
+        name, kind = nul_safe(where.sort_metric), nul_safe(where.kind)
+        having = f"FROM run_metrics m JOIN runs r ON r.id = m.run_id WHERE m.kind = %s AND m.name = %s {extra}"
+        cols = ", ".join(f"r.{c}" for c in _COLS.split(", "))
+        # The first part's rows in index order, as far as the page; the second part is asked
+        # only for what the first did not fill, past those the first has (counted only when
+        # the page lies wholly beyond them). The page (at most `limit` rows) is put in order
+        # at the end: part, then position.
+        query = f"""WITH having_it AS MATERIALIZED (
+                      SELECT {cols}, row_number() OVER (ORDER BY {order}) AS pos {having}
+                      ORDER BY {order} LIMIT %s OFFSET %s),
+                    filled AS (SELECT count(*) AS n FROM having_it)
+                    SELECT * FROM (
+                      SELECT 0 AS part, * FROM having_it
+                      UNION ALL
+                      (SELECT 1, {cols}, -r.id FROM runs r
+                       WHERE r.kind = %s {extra}
+                         AND NOT EXISTS (SELECT 1 FROM run_metrics m WHERE m.run_id = r.id AND m.name = %s)
+                       ORDER BY r.id DESC
+                       LIMIT GREATEST(0, %s - (SELECT n FROM filled))
+                       OFFSET CASE WHEN (SELECT n FROM filled) > 0 THEN 0
+                                   ELSE GREATEST(0, %s - (SELECT count(*) {having})) END)) AS page
+                    ORDER BY part, pos"""
+        rows = self._all(query, (kind, name, *args, limit, offset,  # having_it
+                                 kind, *args, name, limit, offset, kind, name, *args))
         return [self.row_to_run(r) for r in rows]
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:
@@ -553,7 +589,8 @@ def _claim_or_none(conn: psycopg.Connection[dict[str, Any]], query: str, args: d
         return None
 
 
-def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
+def _filters(where: RunFilter, r: str = "") -> tuple[str, builtins.list[Any]]:
+    """The WHERE clause of `where` (sort aside) on runs, its columns prefixed with `r`."""
     clauses: builtins.list[str] = []
     args: builtins.list[Any] = []
     if where.text is not None and where.text.strip():
@@ -561,18 +598,18 @@ def _filters(where: RunFilter) -> tuple[str, builtins.list[Any]]:
         if query is None:
             clauses.append("false")  # no word: matches nothing, as on SQLite
         else:
-            clauses.append("id IN (SELECT run_id FROM run_words WHERE words @@ %s::tsquery)")
+            clauses.append(f"{r}id IN (SELECT run_id FROM run_words WHERE words @@ %s::tsquery)")
             args.append(query)
     if where.statuses:
-        clauses.append("status = ANY(%s)")
+        clauses.append(f"{r}status = ANY(%s)")
         args.append([s.value for s in where.statuses])
     if where.queue:
-        clauses.append("queue = %s")
+        clauses.append(f"{r}queue = %s")
         args.append(nul_safe(where.queue))  # no stored name holds NUL: it matches nothing, as on SQLite
     if where.kind:
-        clauses.append("kind = %s")
+        clauses.append(f"{r}kind = %s")
         args.append(nul_safe(where.kind))
     if where.exclude is not None:
-        clauses.append("id <> %s")
+        clauses.append(f"{r}id <> %s")
         args.append(where.exclude)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
