@@ -429,6 +429,123 @@ def test_list_sorted_by_a_metric_nulls_last_with_paging_and_search(store: Store)
     assert listed("acc")[:2] == [ids[2], ids[4]] and ids[6] in listed("acc")[-4:]
 
 
+def _finish_with(store: Store, run_id: int, metrics: dict, to: Status = Status.SUCCEEDED) -> None:
+    claimed = store.claim([], ME)
+    assert claimed is not None and claimed.id == run_id, claimed
+    lifecycle.change(store, run_id, [Status.PROCESSING], Change(to, "w", "ok", metrics=metrics), "record",
+                     attempt=claimed.attempt)
+
+
+def _sorted(store: Store, name: str = "acc", descending: bool = True, limit: int = 50, offset: int = 0,
+            **kw) -> list[int]:
+    return [r.id for r in store.list(RunFilter(kind="a", sort_metric=name, descending=descending, **kw),
+                                     limit, offset)]
+
+
+def _every_page(store: Store, name: str = "acc", descending: bool = True, size: int = 2) -> list[int]:
+    """The sorted list read page by page (pages across the boundary between the runs with the
+    metric and those without must neither skip nor repeat a run)."""
+    got, offset = [], 0
+    while page := _sorted(store, name, descending, limit=size, offset=offset):
+        got += page
+        offset += size
+    return got
+
+
+def _measured_runs(store: Store) -> list[int]:
+    """Five finished runs of kind a with acc 3, 1, 2 (failed), none, 2 (ids in that order)."""
+    ids = []
+    for i, value in enumerate((3, 1, 2, None, 2.0)):
+        ids.append(submit(store, kind="a"))
+        _finish_with(store, ids[-1], {"loss": 0.1} if value is None else {"acc": value, "loss": 0.5},
+                     Status.FAILED if i == 2 else Status.SUCCEEDED)
+    return ids
+
+
+def test_metrics_changed_by_a_retry_and_a_new_finish_change_the_order(store: Store) -> None:
+    a, b, c, none, d = _measured_runs(store)
+    assert _sorted(store) == [a, d, c, b, none]
+    lifecycle.retry(store, c, "alice")  # a retry clears the metrics: c sorts with the runs without
+    assert store.get(c).metrics == {}
+    assert _sorted(store) == [a, d, b, none, c] and _every_page(store) == [a, d, b, none, c]
+    assert _sorted(store, descending=False) == [b, d, a, none, c]
+    _finish_with(store, c, {"acc": 9, "loss": 0.2})  # finished again, with a new value
+    assert _sorted(store) == [c, a, d, b, none] and _every_page(store, size=3) == [c, a, d, b, none]
+    assert _sorted(store, "loss", descending=False) == [none, c, d, b, a]
+    with store.write() as tx:  # any change of the metrics is followed, down to none at all
+        tx.change(a, [Status.SUCCEEDED], Change(Status.SUCCEEDED, "w", "x", metrics={"acc": -1}))
+        tx.change(b, [Status.SUCCEEDED], Change(Status.SUCCEEDED, "w", "x", metrics={}))
+    assert _sorted(store) == [c, d, a, none, b] and _sorted(store, "loss") == [d, c, none, b, a]
+
+
+def test_a_deleted_or_purged_run_leaves_the_sorted_list_and_its_paging(store: Store) -> None:
+    a, b, c, none, d = _measured_runs(store)
+    lifecycle.delete(store, d, [Status.SUCCEEDED])
+    later = submit(store, kind="a")  # waiting: no metrics yet
+    assert _sorted(store) == [a, c, b, later, none]
+    assert [_every_page(store, size=n) for n in (1, 2, 3)] == [[a, c, b, later, none]] * 3
+    from runtool import cleanup
+
+    assert set(cleanup.purge(store, store.now() + 60)) == {a, b, c, none}
+    assert _sorted(store) == [later] and _sorted(store, offset=1) == []
+    assert _metric_entries(store) == 0  # nothing of the deleted runs is left behind
+
+
+def _metric_entries(store: Store) -> int:
+    """Rows of the side table that orders runs by a metric (each store keeps its own)."""
+    if hasattr(store, "url"):
+        import psycopg
+
+        with psycopg.connect(store.url) as conn:  # type: ignore[attr-defined]
+            return int(conn.execute("SELECT count(*) FROM run_metrics").fetchone()[0])
+    import sqlite3
+
+    conn = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+    try:
+        return int(conn.execute("SELECT count(*) FROM run_metrics").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _forget_run_metrics(store: Store) -> None:
+    """Take the store back to the schema before run_metrics (SQLite 3, PostgreSQL 2)."""
+    if hasattr(store, "url"):
+        import psycopg
+
+        with psycopg.connect(store.url) as conn:  # type: ignore[attr-defined]
+            conn.execute("DROP TABLE run_metrics")
+            conn.execute("DROP FUNCTION runtool_keep_metrics CASCADE")  # and its triggers
+            conn.execute("UPDATE runtool_schema SET version = 2")
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(store.path, isolation_level=None)  # type: ignore[attr-defined]
+    for trigger in ("runs_measured", "runs_unmeasured", "runs_remeasured"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("DROP TABLE run_metrics")
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+
+
+def test_a_migrated_store_sorts_as_a_new_one(store: Store, store_home: Path) -> None:
+    a, b, c, none, d = _measured_runs(store)
+    waiting = submit(store, kind="a")
+    before = {(name, desc, off): _sorted(store, name, desc, limit=2, offset=off)
+              for name in ("acc", "loss") for desc in (True, False) for off in range(0, 7)}
+    assert before["acc", True, 0] == [a, d] and before["acc", True, 4] == [waiting, none]
+    store.close()
+    _forget_run_metrics(store)
+    migrated = open_store(store_home, load_settings(store_home))  # migrates, filling run_metrics
+    try:
+        after = {(name, desc, off): _sorted(migrated, name, desc, limit=2, offset=off)
+                 for name in ("acc", "loss") for desc in (True, False) for off in range(0, 7)}
+        assert after == before and _metric_entries(migrated) == 9
+        _finish_with(migrated, waiting, {"acc": 2.5})  # and keeps it in step from then on
+        assert _sorted(migrated) == [a, waiting, d, c, b, none]
+    finally:
+        migrated.close()
+
+
 def test_a_sweep_is_stored_whole_and_tagged_with_its_first_id(store: Store) -> None:
     parent = submit(store)
     runs = lifecycle.submit_sweep(store, [new(1, after=(parent,), on="success"), new(2, after=(parent,), on="success")],
