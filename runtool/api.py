@@ -21,6 +21,7 @@ from .config import (LOG_FILES, RUNS_DIR, check_queue_name, current_machine, cur
 from .durations import check_time, parse_duration
 from .errors import InvalidInput, Refused
 from .lock import ExecutorLock
+from .metrics import MAX_NAME
 from .models import FINISHED, ON_VALUES, NewRun, On, Run, RunFilter, Status, WorkerInfo
 from .params import NotebookInfo, check_parameters, read_notebook
 from .queue import open_store
@@ -216,7 +217,10 @@ class RunQueue:
         descending: bool = True,
     ) -> builtins.list[Run]:
         """Matching runs, newest first; with `sort_metric`, by that metric (highest first
-        when `descending`), runs without it last."""
+        when `descending`), runs without it last. A sort needs a kind (metrics are compared
+        within one kind, and the index that serves the sort is per kind)."""
+        if sort_metric is not None:
+            _metric_name(sort_metric, kind)
         where = RunFilter(_statuses(status), queue, kind, text, sort_metric=sort_metric, descending=descending)
         return self.store.list(where, _count(limit, "--limit"), _count(offset, "--offset"))
 
@@ -393,6 +397,14 @@ def _priority(value: int | str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
         raise InvalidInput(f"bad priority {value!r}: expected high, normal, low or -1000..1000")
     return value
+
+
+def _metric_name(name: str, kind: str | None) -> None:
+    """Refuse a sort by something that cannot be a metric's name, or across kinds."""
+    if not kind:
+        raise InvalidInput(f"sort by metric {name[:40]!r}: needs a kind (--kind): metrics are compared within one kind")
+    if not 0 < len(name) <= MAX_NAME:  # as metrics.numbers keeps them
+        raise InvalidInput(f"bad metric name {name[:40]!r}: expected 1 to {MAX_NAME} characters")
 
 
 def _statuses(status: Sequence[str] | str | None) -> tuple[Status, ...]:

@@ -166,13 +166,20 @@ def drain(ctx: click.Context, queues: tuple[str, ...], max_runs: int | None, max
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--metrics", "with_metrics", is_flag=True, help="Add a column per metric the runs recorded.")
+@click.option("--sort", "sort_metric", metavar="METRIC",
+              help="Order the kind's runs by this metric, highest first (needs --kind); runs without it last.")
+@click.option("--ascending", is_flag=True, help="With --sort: lowest first.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_runs(ctx: click.Context, statuses: tuple[str, ...], queue: str | None, kind: str | None,
-              limit: int, offset: int, with_metrics: bool, as_json: bool) -> None:
-    """Runs, newest first."""
+              limit: int, offset: int, with_metrics: bool, sort_metric: str | None, ascending: bool,
+              as_json: bool) -> None:
+    """Runs, newest first (or by a metric with --sort)."""
+    if ascending and sort_metric is None:
+        _fail("--ascending: needs --sort METRIC", 2)
     q = _queue(ctx)
-    runs = q.list(status=list(statuses), queue=queue, kind=kind, limit=limit, offset=offset)
+    runs = q.list(status=list(statuses), queue=queue, kind=kind, limit=limit, offset=offset,
+                  sort_metric=sort_metric, descending=not ascending)
     if as_json:
         _dump([r.to_dict() for r in runs])
     else:
