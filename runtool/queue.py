@@ -349,30 +349,47 @@ class SQLiteStore:
         clauses, args = _filters(replace(where, kind=None, sort_metric=None))
         extra = "".join(f" AND {c}" for c in clauses)
         # The primary key walked backwards gives highest first, run_metrics_ascending walked
-        # forwards lowest first; ties newest first either way. CROSS JOIN: the metric's index
-        # drives (in order, stopping at the page), runs are looked up by id.
+        # forwards lowest first; ties newest first either way. Ids only: without other filters
+        # the walk never leaves the index; with them (CROSS JOIN: the index drives) a status or
+        # a queue is tested in its own covering index, not in the run's row.
         order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
-        having = (f"FROM run_metrics m CROSS JOIN runs r ON r.id = m.run_id"
-                  f" WHERE m.kind = ? AND m.name = ?{extra}")
+        having = (f"FROM run_metrics m CROSS JOIN runs r ON r.id = m.run_id WHERE m.kind = ? AND m.name = ?{extra}"
+                  if clauses else "FROM run_metrics m WHERE m.kind = ? AND m.name = ?")
         key = [where.kind, where.sort_metric, *args]
-        without = (f"SELECT r.* FROM runs r WHERE r.kind = ?{extra} AND NOT EXISTS (SELECT 1 FROM json_each(r.metrics)"
-                   f" WHERE key = ? AND type IN ('integer', 'real')) ORDER BY r.id DESC LIMIT ? OFFSET ?")
         with self._errors():
             self._conn.execute("BEGIN")
             try:
-                rows = self._conn.execute(f"SELECT r.* {having} ORDER BY {order} LIMIT ? OFFSET ?",
-                                          (*key, limit, offset)).fetchall()
-                if len(rows) < limit:  # the page reaches the runs without the metric
+                ids = [r[0] for r in self._conn.execute(f"SELECT m.run_id {having} ORDER BY {order} LIMIT ? OFFSET ?",
+                                                        (*key, limit, offset))]
+                if len(ids) < limit:  # the page reaches the runs without the metric
                     # how many have it: known from this page unless the offset is past them all
-                    before = offset + len(rows) if rows else int(self._conn.execute(
-                        f"SELECT COUNT(*) {having}", key).fetchone()[0])
-                    rows += self._conn.execute(
-                        without, (where.kind, *args, where.sort_metric, limit - len(rows),
-                                  max(0, offset - before))).fetchall()
+                    before = offset + len(ids) if ids or not offset else int(
+                        self._conn.execute(f"SELECT COUNT(*) {having}", key).fetchone()[0])
+                    ids += self._without(where, extra, args, limit - len(ids), max(0, offset - before),
+                                         None if clauses else before)
+                rows = {r["id"]: r for r in self._conn.execute(
+                    f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids)}
             finally:
                 if self._conn.in_transaction:
                     self._conn.execute("COMMIT")
-        return [self.row_to_run(r) for r in rows]
+        return [self.row_to_run(rows[i]) for i in ids]
+
+    def _without(self, where: RunFilter, extra: str, args: builtins.list[Any], limit: int, offset: int,
+                 having: int | None) -> builtins.list[int]:
+        """Ids of the kind's runs without the metric, newest first, from `offset`. Each is
+        tested in its JSON, so with `having` (how many runs have it; no other filter) a page
+        in the older half is read from the oldest end, and the last pages cost as the first."""
+        query = (f"SELECT r.id FROM runs r WHERE r.kind = ?{extra} AND NOT EXISTS (SELECT 1 FROM json_each(r.metrics)"
+                 f" WHERE key = ? AND type IN ('integer', 'real')) ORDER BY r.id {{}} LIMIT ? OFFSET ?")
+        if offset and having is not None:
+            runs = int(self._conn.execute("SELECT COUNT(*) FROM runs WHERE kind = ?", (where.kind,)).fetchone()[0])
+            end = runs - having - offset  # the page ends this many runs from the oldest
+            if end <= runs - having - end:
+                start = max(0, end - limit)
+                return [r[0] for r in self._conn.execute(
+                    query.format("ASC"), (where.kind, *args, where.sort_metric, max(0, end - start), start))][::-1]
+        return [r[0] for r in self._conn.execute(
+            query.format("DESC"), (where.kind, *args, where.sort_metric, limit, offset))]
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:
         if not (where.queue or where.kind or where.text or where.exclude):
