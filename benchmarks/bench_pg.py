@@ -62,9 +62,10 @@ def runtool_cycle(server: pg.Server, n: int) -> float:
     return n / elapsed
 
 
-def finished_dump(count: int) -> dict[str, Any]:
+def finished_dump(count: int, metrics: bool = False) -> dict[str, Any]:
     """`count` finished runs with their history, as `PostgresStore.load` takes them:
-    90% succeeded, 6% failed, 3% cancelled, 1% waiting (when `waiting`), three kinds."""
+    90% succeeded, 6% failed, 3% cancelled, 1% waiting (when `waiting`), three kinds; with
+    `metrics`, succeeded runs recorded precision and recall (as benchmarks/million.py's)."""
     now = time.time() - 86400
     runs, history = [], []
     kinds = ("detection", "training", "export")
@@ -85,7 +86,9 @@ def finished_dump(count: int) -> dict[str, Any]:
             "finished_at": t + 0.4, "heartbeat_at": None, "after_ids": None, "after_on": None, "ready": True,
             "submitted_by": "bench", "worker": "bench:1", "machine": "bench", "worker_pid": 1,
             "worker_ctime": 1.0, "runner_pid": None, "runner_ctime": None, "kernel_pid": None,
-            "kernel_ctime": None, "progress_done": 8, "progress_total": 8, "error": error, "metrics": "{}",
+            "kernel_ctime": None, "progress_done": 8, "progress_total": 8, "error": error,
+            "metrics": (f'{{"precision": {0.8 + i % 17 / 100}, "recall": {0.7 + i % 23 / 100}}}'
+                        if metrics and status == "succeeded" else "{}"),
         })
         history.append({"run_id": i, "seq": 1, "status": "waiting", "at": t, "by": "bench",
                         "reason": "submitted", "error": None})
@@ -221,6 +224,66 @@ def dashboard_refresh(url: str, repeat: int) -> dict[str, Any]:
         return measure(home, repeat, clock=time.perf_counter, note="wall-clock")
 
 
+#: The record's sort before run_metrics: the metric cast out of the JSON of every run of the kind.
+_CAST_SORT = """SELECT id FROM runs WHERE kind = %s ORDER BY
+    CASE WHEN json_typeof(metrics::json -> %s) = 'number' THEN (metrics::json ->> %s)::numeric END
+    DESC NULLS LAST, id DESC LIMIT 20"""
+
+
+def sorted_lists(server: pg.Server, count: int, repeat: int) -> dict[str, Any]:
+    """Wall-clock ms of `Store.list` sorted by a metric, one kind of `count` // 3 runs: the
+    cases of bench_million's sorted dashboard, and the cast sort it replaced."""
+    from runtool.models import RunFilter
+
+    url = server.new_database()
+    store = runtool_store(url)
+    started = time.perf_counter()
+    store.load(finished_dump(count, metrics=True))
+    load_s = time.perf_counter() - started
+    store._call(lambda c: c.execute("VACUUM ANALYZE"))  # as autovacuum would soon after such a load
+    kind = dict(kind="detection", sort_metric="precision")
+    last = (store.count(RunFilter(kind="detection")) - 1) // 20 * 20
+    flip = iter(range(10_000))
+    pages = iter(range(1, 10_000))
+    cases = {
+        "a header click (first page, each click reverses)":
+            lambda: store.list(RunFilter(**kind, descending=next(flip) % 2 == 0), 20, 0),
+        "next page each time": lambda: store.list(RunFilter(**kind), 20, 20 * next(pages)),
+        "+ status failed": lambda: store.list(RunFilter(**kind, statuses=(Status.FAILED,)), 20, 0),
+        "+ queue default": lambda: store.list(RunFilter(**kind, queue="default"), 20, 0),
+        "the last page (runs without the metric)": lambda: store.list(RunFilter(**kind), 20, last),
+        "before run_metrics: the cast sort, first page":
+            lambda: store._all(_CAST_SORT, ("detection", "precision", "precision")),
+    }
+    times = common.time_cases({name: (lambda: None, step) for name, step in cases.items()}, repeat,
+                              time.perf_counter)
+    plan = store._all("EXPLAIN " + _plan_query(), ("detection", "precision"))
+    store.close()
+    return {"runs": count, "kind_runs": count // 3, "load_s": load_s, "repeat": repeat,
+            "cases": {name: common.median_max(t) for name, t in times.items()},
+            "plan": [next(iter(r.values())) for r in plan]}
+
+
+def _plan_query() -> str:
+    """The first part of the sorted list, as the store asks it (for EXPLAIN)."""
+    return ("SELECT m.run_id FROM run_metrics m JOIN runs r ON r.id = m.run_id WHERE m.kind = %s AND m.name = %s"
+            " ORDER BY m.value DESC, m.run_id DESC LIMIT 20")
+
+
+def sort_only(count: int, repeat: int) -> int:
+    """`--sort N`: only the sorted lists at N runs (results: pg_sort.json)."""
+    server = pg.start(where=str(common.SCRATCH))
+    try:
+        out = sorted_lists(server, count, repeat)
+    finally:
+        server.stop()
+    for name, v in out["cases"].items():
+        common.say(f"  {name:<50} median {v['median_ms']:8.2f} ms  max {v['max_ms']:8.2f} ms")
+    common.say("  plan: " + " | ".join(line.strip() for line in out["plan"]))
+    common.say(f"saved {common.save('pg_sort', out)}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -229,7 +292,11 @@ def main() -> int:
     parser.add_argument("--finished", type=int, default=50_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--pickups", type=int, default=15)
+    parser.add_argument("--sort", type=int, metavar="N",
+                        help="only time lists sorted by a metric at N runs (one kind: N // 3)")
     args = parser.parse_args()
+    if args.sort:
+        return sort_only(args.sort, 10)
     if args.quick:
         args.rounds, args.n, args.finished, args.samples, args.pickups = 2, 200, 5000, 50, 5
     server = pg.start(fsync=True, where=str(common.SCRATCH))

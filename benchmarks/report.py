@@ -490,30 +490,51 @@ def section_million(d: dict[str, Any] | None) -> str:
               "" if "opening" in case else _ok(v["median_ms"] < 50)] for case, v in d["kernel"].items()]
     sort = d["cases"].get("sorted: a header click (kind detection by precision)")
     same = d["cases"].get("sorted: refresh, nothing changed", {"median_ms": float("nan")})
+    failed = d["cases"].get("sorted: a header click + status failed", {"median_ms": float("nan")})
+    last = d["cases"].get("sorted: the last page (runs without the metric)", {"median_ms": float("nan")})
     sorting = "" if sort is None else f"""
-Sorted by a metric column (the table filtered to one kind, a click on a metric's header):
-{sort['median_ms']:.0f} ms to read a sorted page of the kind's {d['runs'] // 3:,} runs, against about
-1 ms newest first. No index can serve it: metric names are whatever each notebook records, so
-the store reads every run matching the filters, takes the metric out of its JSON and sorts
-them (SQLite: a `json_each` lookup per run, then a sorter that keeps the page); this grows with
-the number of runs of the kind, about {sort['median_ms'] * 3000 / d['runs']:.1f} µs a run. A text search that narrows the
-runs first makes it cheap again; a status filter helps less, as the runs of the kind are
-still read to test it. At that rate a click would cost about {sort['median_ms'] * 50_000 * 3 / d['runs']:.0f} ms with 50,000 runs (the size the
-dashboard is designed for) all of one kind (worked out, not measured); at a million, **a click,
-a new page or a change of the runs misses the 50 ms target**. The PostgreSQL store sorts the
-same way (a cast of the metric from the JSON of every run of the kind), not measured here. The refresh every 3 s does not pay it again while nothing
-changed ({same['median_ms']:.1f} ms): the dashboard keeps the sorted page with what it was read for (filters,
-page, counts per label, newest run) and re-reads only its processing runs, for their
-progress. A side table of (kind, metric, value, run) kept when a run finishes, indexed in that
-order, would make the sort an index walk; not built (a schema change for both stores).
+Sorted by a metric column (the table filtered to one kind, {d['runs'] // 3:,} runs; a click on a
+metric's header, each click reversing the order): {sort['median_ms']:.1f} ms. The store keeps the
+numeric metrics of every run in a side table, `run_metrics (kind, name, value, run_id)`, kept by
+triggers whenever `runs.metrics` changes (a finish, a retry, a delete); the sort walks its index
+in value order (highest first: the primary key backwards; lowest first: a second index, since
+ties are newest first both ways), reads the page's ids only and then their 20 rows. Past the
+runs that have the metric come the kind's runs without it, newest first: the page on that
+boundary costs a count of the index (~10 ms), and pages among the runs without it are tested
+run by run in their JSON, read from whichever end is nearer ({last['median_ms']:.0f} ms for the
+last page). A status or queue filter is tested in its own covering index for each entry walked
+until the page is full: cheap when the filter is common among the runs having the metric, a
+walk of all of them when it is rare (status failed: here no failed run recorded a metric,
+{failed['median_ms']:.0f} ms). A text search narrows the runs first and sorts those, as before.
+The refresh every 3 s does not read the page again while nothing changed
+({same['median_ms']:.1f} ms). Before the side table (main at 64149f5) the same click cost 318 ms, a new
+sorted page 325 ms and a click with status failed 211 ms: the metric was taken out of the JSON
+of every run of the kind and sorted.
+"""
+    pg_sort = common.load("pg_sort")
+    if pg_sort:
+        rows_pg = [[case, f"{v['median_ms']:.1f} ms", f"max {v['max_ms']:.1f} ms"] for case, v in pg_sort["cases"].items()]
+        sorting += f"""
+The PostgreSQL store keeps the same side table (a trigger function; primary key (run_id, name),
+indexes (kind, name, value, run_id) and (kind, name, value, run_id DESC)) and asks one
+statement: the runs having the metric from the index, then those without it (an anti-join on
+the primary key). `benchmarks/bench_pg.py --sort {pg_sort['runs']}`: {pg_sort['runs']:,} runs loaded
+(one kind: {pg_sort['kind_runs']:,}), `VACUUM ANALYZE`, wall clock of `Store.list`, median of
+{pg_sort['repeat']}:
+
+{_table(["PostgreSQL, sorted by a metric", "median", "spread"], rows_pg)}
+
+Plan of the first part: {" / ".join(line.strip() for line in pg_sort["plan"][:3])}.
 """
     c = d["claims"]
-    ops = [[label, f"{c[key]['with triggers']:{fmt}}", f"{c[key]['without']:{fmt}}",
-            f"{c[key]['with triggers'] / c[key]['without']:.2f}x"]
+    variants = list(c["cycle_per_s"])
+    ops = [[label, *[f"{c[key][v]:{fmt}}" for v in variants]]
            for label, key, fmt in (("claim+complete per second", "cycle_per_s", ".0f"),
                                    ("claim+complete, CPU ms each", "cycle_cpu_ms", ".3f"),
                                    ("submit per second", "submit_per_s", ".0f"),
                                    ("submit, CPU ms each", "submit_cpu_ms", ".3f"))]
+    names = {"with triggers": "with the derived tables", "without run_metrics": "without run_metrics' triggers",
+             "without": "without any trigger"}
     return f"""## 6. A million runs
 
 A home of {d['runs']:,} runs ({d['db_bytes'] / 1e6:.0f} MB: 90% succeeded, 6% failed, 3% cancelled, 1,000
@@ -527,13 +548,15 @@ the same at 100,000 runs.
 
 {_table(["measure", "median", "spread", "target", ""], rows)}
 {sorting}
-What the triggers cost the queue: the same {c['finished']:,}-run home with and without them,
-{c['ops']} submissions then {c['ops']} claim+complete cycles per round, {c['rounds']} rounds in
-alternating order, medians. The claim does not touch the search index; its count update is one
-statement. Rates per second wait on fsync and swing with the other work on this shared
-machine; CPU time per operation is the steadier figure.
+What the triggers cost the queue: the same {c['finished']:,}-run home with every trigger, without
+run_metrics' triggers, and without any, {c['ops']} submissions then {c['ops']} claim+complete cycles
+per round (each completion records two metrics), {c['rounds']} rounds in alternating order,
+medians. The claim touches neither the search index nor run_metrics (its metrics do not
+change); its count update is one statement; the completion writes two entries into each of
+run_metrics' two b-trees. Rates per second wait on fsync and swing with the other work on
+this shared machine; CPU time per operation is the steadier figure.
 
-{_table(["operation", "with the derived tables", "without", "ratio"], ops)}
+{_table(["operation", *[names.get(v, v) for v in variants]], ops)}
 """
 
 
