@@ -78,16 +78,18 @@ CREATE TABLE workers (
 #: Numeric metrics apart from the runs, kept by triggers from runs.metrics (as on SQLite): a
 #: sort by a metric within a kind walks an index instead of casting the metric out of the JSON
 #: of every run of the kind. numeric, as the record's sort casts. Two orders, because ties are
-#: newest first whichever way the values go. A metrics text the server cannot take apart (a
+#: newest first whichever way the values go; the run's status is copied (and included in the
+#: indexes), so a status filter is tested in the index; claims never fire the triggers (a run
+#: that may be claimed has recorded no metrics: their WHEN). A metrics text the server cannot take apart (a
 #: name holding \u0000) records no entries rather than fail the change that wrote it: an
 #: outcome must always be recordable.
 _V3 = """
 CREATE TABLE run_metrics (
-    run_id bigint NOT NULL, name text NOT NULL, kind text NOT NULL, value numeric NOT NULL,
+    run_id bigint NOT NULL, name text NOT NULL, kind text NOT NULL, value numeric NOT NULL, status text NOT NULL,
     PRIMARY KEY (run_id, name)
 );
-CREATE INDEX run_metrics_descending ON run_metrics (kind, name, value, run_id);
-CREATE INDEX run_metrics_ascending ON run_metrics (kind, name, value, run_id DESC);
+CREATE INDEX run_metrics_descending ON run_metrics (kind, name, value, run_id) INCLUDE (status);
+CREATE INDEX run_metrics_ascending ON run_metrics (kind, name, value, run_id DESC) INCLUDE (status);
 CREATE FUNCTION runtool_keep_metrics() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
@@ -95,8 +97,8 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.metrics <> '{}' THEN
         BEGIN
-            INSERT INTO run_metrics (run_id, name, kind, value)
-            SELECT NEW.id, m.key, NEW.kind, m.value::text::numeric FROM json_each(NEW.metrics::json) m
+            INSERT INTO run_metrics (run_id, name, kind, value, status)
+            SELECT NEW.id, m.key, NEW.kind, m.value::text::numeric, NEW.status FROM json_each(NEW.metrics::json) m
             WHERE json_typeof(m.value) = 'number' ON CONFLICT DO NOTHING;
         EXCEPTION WHEN data_exception OR untranslatable_character THEN
             NULL;
@@ -106,13 +108,14 @@ BEGIN
 END $$;
 CREATE TRIGGER runs_measured AFTER INSERT ON runs FOR EACH ROW WHEN (NEW.metrics <> '{}')
     EXECUTE FUNCTION runtool_keep_metrics();
-CREATE TRIGGER runs_remeasured AFTER UPDATE OF metrics, kind ON runs FOR EACH ROW
-    WHEN (OLD.metrics IS DISTINCT FROM NEW.metrics OR OLD.kind IS DISTINCT FROM NEW.kind)
+CREATE TRIGGER runs_remeasured AFTER UPDATE OF metrics, kind, status ON runs FOR EACH ROW
+    WHEN (OLD.metrics IS DISTINCT FROM NEW.metrics OR OLD.kind IS DISTINCT FROM NEW.kind
+          OR (OLD.status IS DISTINCT FROM NEW.status AND NEW.metrics <> '{}'))
     EXECUTE FUNCTION runtool_keep_metrics();
 CREATE TRIGGER runs_unmeasured AFTER DELETE ON runs FOR EACH ROW WHEN (OLD.metrics <> '{}')
     EXECUTE FUNCTION runtool_keep_metrics();
-INSERT INTO run_metrics (run_id, name, kind, value)
-    SELECT r.id, m.key, r.kind, m.value::text::numeric FROM runs r, json_each(r.metrics::json) m
+INSERT INTO run_metrics (run_id, name, kind, value, status)
+    SELECT r.id, m.key, r.kind, m.value::text::numeric, r.status FROM runs r, json_each(r.metrics::json) m
     WHERE r.metrics <> '{}' AND strpos(r.metrics, '\\u0000') = 0 AND json_typeof(m.value) = 'number'
       AND length(m.value::text) < 1000
     ON CONFLICT DO NOTHING

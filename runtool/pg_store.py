@@ -378,7 +378,11 @@ class PostgresStore:
         extra = clause.replace("WHERE ", "AND ", 1)
         order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
         name, kind = nul_safe(where.sort_metric), nul_safe(where.kind)
-        having = f"FROM run_metrics m JOIN runs r ON r.id = m.run_id WHERE m.kind = %s AND m.name = %s {extra}"
+        # statuses on run_metrics' own copy (in its indexes): tested before a run is looked up
+        on_runs, on_args = _filters(replace(where, kind=None, sort_metric=None, statuses=()), "r.")
+        having = ("FROM run_metrics m JOIN runs r ON r.id = m.run_id WHERE m.kind = %s AND m.name = %s"
+                  + (" AND m.status = ANY(%s)" if where.statuses else "") + on_runs.replace("WHERE ", " AND ", 1))
+        having_args = [kind, name, *([[s.value for s in where.statuses]] if where.statuses else []), *on_args]
         cols = ", ".join(f"r.{c}" for c in _COLS.split(", "))
         # The first part's rows in index order, as far as the page; the second part is asked
         # only for what the first did not fill, past those the first has (counted only when
@@ -399,8 +403,8 @@ class PostgresStore:
                        OFFSET CASE WHEN (SELECT n FROM filled) > 0 THEN 0
                                    ELSE GREATEST(0, %s - (SELECT count(*) {having})) END)) AS page
                     ORDER BY part, pos"""
-        rows = self._all(query, (kind, name, *args, limit, offset,  # having_it
-                                 kind, *args, name, limit, offset, kind, name, *args))
+        rows = self._all(query, (*having_args, limit, offset,  # having_it
+                                 kind, *args, name, limit, offset, *having_args))
         return [self.row_to_run(r) for r in rows]
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:

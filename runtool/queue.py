@@ -349,13 +349,21 @@ class SQLiteStore:
         clauses, args = _filters(replace(where, kind=None, sort_metric=None))
         extra = "".join(f" AND {c}" for c in clauses)
         # The primary key walked backwards gives highest first, run_metrics_ascending walked
-        # forwards lowest first; ties newest first either way. Ids only: without other filters
-        # the walk never leaves the index; with them (CROSS JOIN: the index drives) a status or
-        # a queue is tested in its own covering index, not in the run's row.
+        # forwards lowest first; ties newest first either way. Ids only: with no filter but
+        # statuses (copied into run_metrics) the walk never leaves the index; a queue (CROSS
+        # JOIN: the index drives) is tested in its own covering index, not in the run's row.
         order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
-        having = (f"FROM run_metrics m CROSS JOIN runs r ON r.id = m.run_id WHERE m.kind = ? AND m.name = ?{extra}"
-                  if clauses else "FROM run_metrics m WHERE m.kind = ? AND m.name = ?")
-        key = [where.kind, where.sort_metric, *args]
+        on_runs, on_args = _filters(replace(where, kind=None, sort_metric=None, statuses=()))
+        having = "FROM run_metrics m"
+        if on_runs:
+            having += " CROSS JOIN runs r ON r.id = m.run_id"
+        having += " WHERE m.kind = ? AND m.name = ?"
+        key = [where.kind, where.sort_metric]
+        if where.statuses:
+            having += f" AND m.status IN ({','.join('?' * len(where.statuses))})"
+            key += [s.value for s in where.statuses]
+        having += "".join(f" AND {c}" for c in on_runs)
+        key += on_args
         with self._errors():
             self._conn.execute("BEGIN")
             try:

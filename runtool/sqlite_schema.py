@@ -90,33 +90,37 @@ END;
 #: the kind. Only JSON numbers count (json_each types integer and real), as in the record's
 #: sort. `value` has no type, so it holds exactly what json_each gives (an integer or a real):
 #: the delete triggers find each entry again by its whole key (names x values, probes of the
-#: key: a row-value IN would walk every entry of the name), and no index on run_id is written. Two orders because ties are newest first whichever way the values go: the primary
-#: key walked backwards (highest first), run_metrics_ascending walked forwards (lowest first).
+#: key: a row-value IN would walk every entry of the name), and no index on run_id is written.
+#: Two orders because ties are newest first whichever way the values go: the primary key walked
+#: backwards (highest first), run_metrics_ascending walked forwards (lowest first). The run's
+#: status is copied too, so a status filter is tested without leaving the index; it costs
+#: claims nothing (a run that may be claimed has recorded no metrics: the trigger's WHEN).
 _METRICS = """
 CREATE TABLE run_metrics (
-    kind TEXT NOT NULL, name TEXT NOT NULL, value NOT NULL, run_id INTEGER NOT NULL,
+    kind TEXT NOT NULL, name TEXT NOT NULL, value NOT NULL, run_id INTEGER NOT NULL, status TEXT NOT NULL,
     PRIMARY KEY (kind, name, value, run_id)
 ) WITHOUT ROWID;
-CREATE INDEX run_metrics_ascending ON run_metrics(kind, name, value, run_id DESC);
+CREATE INDEX run_metrics_ascending ON run_metrics(kind, name, value, run_id DESC, status);
 CREATE TRIGGER runs_measured AFTER INSERT ON runs WHEN new.metrics != '{}' BEGIN
-    INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id)
-    SELECT new.kind, j.key, j.value, new.id FROM json_each(new.metrics) j WHERE j.type IN ('integer', 'real');
+    INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id, status)
+    SELECT new.kind, j.key, j.value, new.id, new.status FROM json_each(new.metrics) j WHERE j.type IN ('integer', 'real');
 END;
 CREATE TRIGGER runs_unmeasured AFTER DELETE ON runs WHEN old.metrics != '{}' BEGIN
     DELETE FROM run_metrics WHERE kind = old.kind AND run_id = old.id
         AND name IN (SELECT key FROM json_each(old.metrics)) AND value IN (SELECT value FROM json_each(old.metrics));
 END;
-CREATE TRIGGER runs_remeasured AFTER UPDATE OF metrics, kind ON runs
-WHEN old.metrics IS NOT new.metrics OR old.kind IS NOT new.kind BEGIN
+CREATE TRIGGER runs_remeasured AFTER UPDATE OF metrics, kind, status ON runs
+WHEN old.metrics IS NOT new.metrics OR old.kind IS NOT new.kind OR (old.status IS NOT new.status AND new.metrics != '{}')
+BEGIN
     DELETE FROM run_metrics WHERE kind = old.kind AND run_id = old.id
         AND name IN (SELECT key FROM json_each(old.metrics)) AND value IN (SELECT value FROM json_each(old.metrics));
-    INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id)
-    SELECT new.kind, j.key, j.value, new.id FROM json_each(new.metrics) j WHERE j.type IN ('integer', 'real');
+    INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id, status)
+    SELECT new.kind, j.key, j.value, new.id, new.status FROM json_each(new.metrics) j WHERE j.type IN ('integer', 'real');
 END;
 """
 #: Fills run_metrics from the runs already stored (the v4 migration; benchmarks/million.py).
-BACKFILL_METRICS = """INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id)
-    SELECT r.kind, j.key, j.value, r.id FROM runs r, json_each(r.metrics) j
+BACKFILL_METRICS = """INSERT OR IGNORE INTO run_metrics (kind, name, value, run_id, status)
+    SELECT r.kind, j.key, j.value, r.id, r.status FROM runs r, json_each(r.metrics) j
     WHERE r.metrics != '{}' AND j.type IN ('integer', 'real')"""
 #: The columns of `runs`, in order (the migrations rebuild the table in this order).
 RUN_COLUMNS = (

@@ -476,6 +476,10 @@ def test_metrics_changed_by_a_retry_and_a_new_finish_change_the_order(store: Sto
         tx.change(a, [Status.SUCCEEDED], Change(Status.SUCCEEDED, "w", "x", metrics={"acc": -1}))
         tx.change(b, [Status.SUCCEEDED], Change(Status.SUCCEEDED, "w", "x", metrics={}))
     assert _sorted(store) == [c, d, a, none, b] and _sorted(store, "loss") == [d, c, none, b, a]
+    with store.write() as tx:  # a status filter follows a status change that keeps the metrics
+        tx.change(d, [Status.SUCCEEDED], Change(Status.FAILED, "w", "x"))
+    assert _sorted(store, statuses=(Status.FAILED,)) == [d]
+    assert _sorted(store, statuses=(Status.SUCCEEDED,)) == [c, a, none, b]
 
 
 def test_a_deleted_or_purged_run_leaves_the_sorted_list_and_its_paging(store: Store) -> None:
