@@ -378,33 +378,51 @@ class PostgresStore:
         extra = clause.replace("WHERE ", "AND ", 1)
         order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
         name, kind = nul_safe(where.sort_metric), nul_safe(where.kind)
-        # statuses on run_metrics' own copy (in its indexes): tested before a run is looked up
+        # Ids only, in the index alone unless a queue or an excluded run asks for the run
+        # (statuses are tested on run_metrics' own copy, in its indexes).
         on_runs, on_args = _filters(replace(where, kind=None, sort_metric=None, statuses=()), "r.")
-        having = ("FROM run_metrics m JOIN runs r ON r.id = m.run_id WHERE m.kind = %s AND m.name = %s"
-                  + (" AND m.status = ANY(%s)" if where.statuses else "") + on_runs.replace("WHERE ", " AND ", 1))
+        having = ("FROM run_metrics m" + (" JOIN runs r ON r.id = m.run_id" if on_runs else "")
+                  + " WHERE m.kind = %s AND m.name = %s" + (" AND m.status = ANY(%s)" if where.statuses else "")
+                  + on_runs.replace("WHERE ", " AND ", 1))
         having_args = [kind, name, *([[s.value for s in where.statuses]] if where.statuses else []), *on_args]
+        without = (f"FROM runs r WHERE r.kind = %s {extra} AND NOT EXISTS"
+                   " (SELECT 1 FROM run_metrics m WHERE m.run_id = r.id AND m.name = %s)")
+        # The runs without the metric are tested one by one: without other filters, a page in
+        # their older half is read from the oldest end (both counts are of an index alone).
+        reversible = not clause
+        sizes = ("(SELECT count(*) FROM runs WHERE kind = %s) - (SELECT count(*) FROM run_metrics"
+                 " WHERE kind = %s AND name = %s)") if reversible else "0"
         cols = ", ".join(f"r.{c}" for c in _COLS.split(", "))
-        # The first part's rows in index order, as far as the page; the second part is asked
-        # only for what the first did not fill, past those the first has (counted only when
-        # the page lies wholly beyond them). The page (at most `limit` rows) is put in order
-        # at the end: part, then position.
+        # The first part's ids in index order, as far as the page; the second part is asked
+        # only for what the first did not fill (`want`), past those the first has (`skip`,
+        # counted only when the page lies wholly beyond them). The page's rows are read last
+        # and put in order: part, then position.
         query = f"""WITH having_it AS MATERIALIZED (
-                      SELECT {cols}, row_number() OVER (ORDER BY {order}) AS pos {having}
+                      SELECT m.run_id AS id, row_number() OVER (ORDER BY {order}) AS pos {having}
                       ORDER BY {order} LIMIT %s OFFSET %s),
-                    filled AS (SELECT count(*) AS n FROM having_it)
-                    SELECT * FROM (
-                      SELECT 0 AS part, * FROM having_it
+                    past AS MATERIALIZED (
+                      SELECT GREATEST(0, %s - f.n) AS want,
+                             CASE WHEN f.n > 0 OR %s = 0 THEN 0
+                                  ELSE GREATEST(0, %s - (SELECT count(*) {having})) END AS skip
+                      FROM (SELECT count(*) AS n FROM having_it) f),
+                    s AS MATERIALIZED (
+                      SELECT want, skip, n2 - skip AS ends, {'skip > 0 AND n2 - skip <= skip' if reversible else 'false'}
+                        AS backwards
+                      FROM (SELECT p.*, CASE WHEN p.skip > 0 THEN {sizes} ELSE 0 END AS n2 FROM past p) x),
+                    page AS (
+                      SELECT 0 AS part, id, pos FROM having_it
                       UNION ALL
-                      (SELECT 1, {cols}, -r.id FROM runs r
-                       WHERE r.kind = %s {extra}
-                         AND NOT EXISTS (SELECT 1 FROM run_metrics m WHERE m.run_id = r.id AND m.name = %s)
-                       ORDER BY r.id DESC
-                       LIMIT GREATEST(0, %s - (SELECT n FROM filled))
-                       OFFSET CASE WHEN (SELECT n FROM filled) > 0 THEN 0
-                                   ELSE GREATEST(0, %s - (SELECT count(*) {having})) END)) AS page
-                    ORDER BY part, pos"""
+                      (SELECT 1, r.id, -r.id {without} ORDER BY r.id DESC
+                       LIMIT (SELECT CASE WHEN backwards THEN 0 ELSE want END FROM s) OFFSET (SELECT skip FROM s))
+                      UNION ALL
+                      (SELECT 1, r.id, -r.id {without} ORDER BY r.id ASC
+                       LIMIT (SELECT CASE WHEN backwards THEN GREATEST(0, ends - GREATEST(0, ends - want)) ELSE 0 END FROM s)
+                       OFFSET (SELECT CASE WHEN backwards THEN GREATEST(0, ends - want) ELSE 0 END FROM s)))
+                    SELECT {cols} FROM page JOIN runs r ON r.id = page.id ORDER BY page.part, page.pos"""
         rows = self._all(query, (*having_args, limit, offset,  # having_it
-                                 kind, *args, name, limit, offset, *having_args))
+                                 limit, offset, offset, *having_args,  # past
+                                 *([kind, kind, name] if reversible else []),  # s
+                                 kind, *args, name, kind, *args, name))  # the two ways through the runs without
         return [self.row_to_run(r) for r in rows]
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:

@@ -495,6 +495,28 @@ def test_a_deleted_or_purged_run_leaves_the_sorted_list_and_its_paging(store: St
     assert _metric_entries(store) == 0  # nothing of the deleted runs is left behind
 
 
+def test_every_page_of_a_sort_is_exact_across_the_runs_without_the_metric(store: Store) -> None:
+    having, without = [], []
+    for i in range(9):
+        run_id = submit(store, kind="a")
+        if i % 3 == 0:
+            _finish_with(store, run_id, {"acc": i})
+            having.append(run_id)
+        else:  # finished with other metrics, or failed with none
+            _finish_with(store, run_id, {"other": i} if i % 3 == 1 else {}, Status.FAILED if i % 3 == 2 else
+                         Status.SUCCEEDED)
+            without.append(run_id)
+    without += [submit(store, kind="a") for _ in range(3)]  # waiting
+    expected = having[::-1] + without[::-1]
+    assert len(expected) == 12 and _sorted(store) == expected
+    for size in (1, 2, 3, 5, 7):
+        assert _every_page(store, size=size) == expected, size
+        assert _every_page(store, descending=False, size=size) == having + without[::-1], size
+    failed = [r for r in without[::-1] if store.get(r).status is Status.FAILED]
+    assert len(failed) == 3
+    assert [_sorted(store, statuses=(Status.FAILED,), limit=1, offset=n) for n in range(4)] == [[r] for r in failed] + [[]]
+
+
 def _metric_entries(store: Store) -> int:
     """Rows of the side table that orders runs by a metric (each store keeps its own)."""
     if hasattr(store, "url"):
