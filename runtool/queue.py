@@ -365,7 +365,9 @@ class SQLiteStore:
         having += "".join(f" AND {c}" for c in on_runs)
         key += on_args
         with self._errors():
-            self._conn.execute("BEGIN")
+            began = not self._conn.in_transaction  # inside a write, its transaction serves
+            if began:
+                self._conn.execute("BEGIN")
             try:
                 ids = [r[0] for r in self._conn.execute(f"SELECT m.run_id {having} ORDER BY {order} LIMIT ? OFFSET ?",
                                                         (*key, limit, offset))]
@@ -378,7 +380,7 @@ class SQLiteStore:
                 rows = {r["id"]: r for r in self._conn.execute(
                     f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids)}
             finally:
-                if self._conn.in_transaction:
+                if began and self._conn.in_transaction:
                     self._conn.execute("COMMIT")
         return [self.row_to_run(rows[i]) for i in ids]
 
