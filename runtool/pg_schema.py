@@ -82,7 +82,8 @@ CREATE TABLE workers (
 #: indexes), so a status filter is tested in the index; claims never fire the triggers (a run
 #: that may be claimed has recorded no metrics: their WHEN). A metrics text the server cannot take apart (a
 #: name holding \u0000) records no entries rather than fail the change that wrote it: an
-#: outcome must always be recordable.
+#: outcome must always be recordable. Also an index of kind and status together (the table
+#: filtered by both: the pager counts the kind's failed runs without reading each of its runs).
 _V3 = """
 CREATE TABLE run_metrics (
     run_id bigint NOT NULL, name text NOT NULL, kind text NOT NULL, value numeric NOT NULL, status text NOT NULL,
@@ -90,6 +91,7 @@ CREATE TABLE run_metrics (
 );
 CREATE INDEX run_metrics_descending ON run_metrics (kind, name, value, run_id) INCLUDE (status);
 CREATE INDEX run_metrics_ascending ON run_metrics (kind, name, value, run_id DESC) INCLUDE (status);
+CREATE INDEX runs_kind_status ON runs (kind, status, id);
 CREATE FUNCTION runtool_keep_metrics() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP <> 'INSERT' THEN

@@ -541,6 +541,7 @@ def _forget_run_metrics(store: Store) -> None:
         with psycopg.connect(store.url) as conn:  # type: ignore[attr-defined]
             conn.execute("DROP TABLE run_metrics")
             conn.execute("DROP FUNCTION runtool_keep_metrics CASCADE")  # and its triggers
+            conn.execute("DROP INDEX runs_kind_status")
             conn.execute("UPDATE runtool_schema SET version = 2")
         return
     import sqlite3
@@ -549,6 +550,7 @@ def _forget_run_metrics(store: Store) -> None:
     for trigger in ("runs_measured", "runs_unmeasured", "runs_remeasured"):
         conn.execute(f"DROP TRIGGER {trigger}")
     conn.execute("DROP TABLE run_metrics")
+    conn.execute("DROP INDEX runs_kind_status")
     conn.execute("PRAGMA user_version = 3")
     conn.close()
 
