@@ -167,7 +167,7 @@ def drain(ctx: click.Context, queues: tuple[str, ...], max_runs: int | None, max
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--metrics", "with_metrics", is_flag=True, help="Add a column per metric the runs recorded.")
 @click.option("--sort", "sort_metric", metavar="METRIC",
-              help="Order the kind's runs by this metric, highest first (needs --kind); runs without it last.")
+              help="Order the kind's runs by this metric, highest first (needs --kind); runs without it last; its column shown.")
 @click.option("--ascending", is_flag=True, help="With --sort: lowest first.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -183,7 +183,7 @@ def list_runs(ctx: click.Context, statuses: tuple[str, ...], queue: str | None, 
     if as_json:
         _dump([r.to_dict() for r in runs])
     else:
-        click.echo(fmt.table(runs, time.time(), q.paused(), metrics=with_metrics))
+        click.echo(fmt.table(runs, time.time(), q.paused(), metrics=with_metrics, sorted_by=sort_metric))
 
 
 @cli.command()

@@ -58,9 +58,13 @@ def metric_names(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(name for r in runs for name in r.metrics))
 
 
-def table(runs: list[Run], now: float, paused: dict[str, str], metrics: bool = False) -> str:
-    """One line per run; with `metrics`, one column per metric name the runs recorded."""
+def table(runs: list[Run], now: float, paused: dict[str, str], metrics: bool = False,
+          sorted_by: str | None = None) -> str:
+    """One line per run; with `metrics`, one column per metric name the runs recorded; the
+    metric `sorted_by` (the order of the lines) comes first, with or without `metrics`."""
     names = metric_names(runs) if metrics else []
+    if sorted_by is not None:
+        names = [sorted_by] + [n for n in names if n != sorted_by]
     header = ("ID", "STATUS", "KIND", "QUEUE", "CREATED", "DURATION", "CELLS", "BY", "MACHINE",
               *(n.upper() for n in names), "PARAMETERS")
     rows = [header] + [

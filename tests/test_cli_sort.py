@@ -46,6 +46,11 @@ def test_list_sorted_by_a_metric_highest_or_lowest_first(home, store_kind):
     table = cli(home, "list", "--kind", "training", "--sort", "accuracy", "--metrics")
     assert table.code == 0 and [line.split()[0] for line in table.out.splitlines()[1:]] == [str(b), str(c), str(a),
                                                                                              str(none)]
+    assert table.out.split()[9:11] == ["ACCURACY", "LOSS"]  # the sorted metric first
+    plain = cli(home, "list", "--kind", "training", "--sort", "loss").out.splitlines()  # without --metrics
+    assert plain[0].split()[9:] == ["LOSS", "PARAMETERS"]
+    assert [line.split()[:2] + line.split()[9:10] for line in plain[1:3]] == [[str(a), "succeeded", "0.3"],
+                                                                              [str(b), "succeeded", "0.1"]]
 
 
 @pytest.mark.parametrize("args, message", [
