@@ -64,7 +64,7 @@ def refresh_cases(home: Path, repeat: int) -> dict[str, dict[str, float]]:
     }
     sorted_pages = iter(range(1, 1000))
     # A click on a metric's header (each click reverses the order): the store sorts the kind's
-    # runs. A refresh with nothing changed reuses the sorted page (widgets.Dashboard._read_page).
+    # runs. A refresh with nothing changed reuses the sorted page (widgets_table.RunsTable._read_page).
     click = lambda: dash.sort_by("precision")  # noqa: E731
     cases.update({
         "sorted: a header click (kind detection by precision)": (
@@ -85,7 +85,7 @@ def refresh_cases(home: Path, repeat: int) -> dict[str, dict[str, float]]:
             lambda: (dash.set_filters(kind="detection"), _sort(dash, "detection", "precision")),
             lambda: dash.set_filters(kind="detection", page=last_page)),
     })
-    last_page = (dash.queue.count(kind="detection") - 1) // dash._page_size
+    last_page = (dash.queue.count(kind="detection") - 1) // dash.table.page_size
     results.update(common.time_cases(cases, repeat, time.process_time))
     dash.close()
     return {name: common.median_max(t) for name, t in results.items()}

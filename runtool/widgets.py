@@ -3,9 +3,9 @@
 `Dashboard(home=None)` is an ipywidgets VBox: `display(Dashboard())` in JupyterLab, or
 `runtool dashboard` serves notebooks/dashboard.ipynb with Voila. It reconciles stale runs
 on open and on each refresh, and refreshes itself (dashrefresh.py: a thread in a notebook,
-so it keeps going while other cells run; an asyncio task under Voila). The table is a
-fixed pool of row widgets, each redrawn only when what it shows changed, so a refresh
-costs a few indexed queries however many runs are stored. Its width follows the page's:
+so it keeps going while other cells run; an asyncio task under Voila). The Runs tab is
+widgets_table.py, a run's detail widgets_detail.py, the Compare tab widgets_compare.py and
+the Submit form submitform.py; dashview.py writes their strings. The width follows the page's:
 columns shrink, truncate and give way (CSS in dashview.py), and a run's detail opens
 beside the table when there is room, else right under the run's row.
 """
@@ -26,62 +26,19 @@ import ipywidgets as widgets
 from . import dashview as view
 from .api import RunQueue
 from .dashrefresh import Refresher, forget, in_kernel, locked, replace_older, under_voila
-from .errors import RunNotFound, RuntoolError
+from .errors import RuntoolError
 from .models import Run, Status
 from .submitform import SubmitForm
 from .widgets_compare import CompareTab
 from .widgets_detail import RunDetail
+from .widgets_table import PAGE_SIZE, RunsTable
 
 STATUSES = tuple(s.value for s in Status)
-PAGE_SIZE = 20
-"""Rows per page of the table."""
-COUNT_AHEAD = 10_000
-"""Matches counted past the page shown ("1–20 of 10,000+" beyond)."""
-METRIC_SAMPLE = 100
-"""Newest finished runs of a kind whose metric names become the table's metric columns."""
 REFRESH_S = 3.0
 """Seconds between two refreshes of an open dashboard."""
 #: Set by `runtool dashboard` for the Voila kernel: where Voila serves the home's files.
 FILES_URL_VAR = "RUNTOOL_DASHBOARD_FILES"
 FILES_ROOT_VAR = "RUNTOOL_DASHBOARD_ROOT"
-
-
-class _RunRow(widgets.VBox):
-    """One table row: a button opening the run and its cells as one HTML widget; under them,
-    the run's detail when it is the selected run and the table is too narrow to show it beside."""
-
-    def __init__(self) -> None:
-        self.open_button = widgets.Button()
-        self.open_button.add_class("rt-open")
-        self.cells = widgets.HTML()
-        self.cells.add_class("rt-cellbox")
-        self.view: view.RowView | None = None
-        self.line = widgets.HBox([self.open_button, self.cells])
-        self.line.add_class("rt-line")
-        super().__init__([self.line], layout=widgets.Layout(display="none"))
-        self.add_class("rt-row")
-
-    def hold(self, detail: widgets.Widget | None) -> None:
-        """Show `detail` under this row (None: nothing)."""
-        children = (self.line,) if detail is None else (self.line, detail)
-        if tuple(self.children) != children:  # type: ignore[has-type]
-            self.children = children
-
-    def show(self, row: view.RowView | None) -> bool:
-        """Redraw if `row` differs from what is shown; True if it did."""
-        if row == self.view:
-            return False
-        self.view = row
-        if row is None:
-            self.layout.display = "none"
-            self.open_button.description = ""  # a hidden row must not look like a run
-            self.cells.value = ""
-            return True
-        self.open_button.description = str(row.id)
-        self.open_button.tooltip = f"Show run {row.id}"
-        self.cells.value = view.row_html(row)
-        self.layout.display = ""
-        return True
 
 
 class Dashboard(widgets.VBox):
@@ -98,14 +55,7 @@ class Dashboard(widgets.VBox):
         q = self.queue
         self._interval = refresh_interval
         self._mode = refresh_mode
-        self._page_size = page_size
-        self._offset = 0
-        self._selected: int | None = None
         self._known: tuple[int, int] | None = None  # (runs stored, newest id) when options were made
-        self._metric_columns: list[str] = []
-        self._metrics_seen: tuple[Any, ...] | None = None  # what the metric columns were read for
-        self._sort: tuple[str, bool] | None = None  # (metric, descending) the table is sorted by
-        self._sorted: tuple[Any, list[Run]] | None = None  # a sorted page, and what it was read for
         self._quiet = False  # True while code (not a person) changes the filters
         self.last_refresh_ms = 0.0
 
@@ -129,22 +79,9 @@ class Dashboard(widgets.VBox):
         self._resume = widgets.Button(description="Resume", icon="play", layout=widgets.Layout(width="90px"))
         self._admin = widgets.HBox([widgets.HTML("<b>Queues</b>&nbsp;"), self._pause_target,
                                     self._pause, self._resume], layout=widgets.Layout(align_items="center"))
-        self._sort_buttons: dict[widgets.Button, str] = {}
-        self._metric_head = widgets.HBox()
-        self._metric_head.add_class("rt-mhead")
-        self._head = widgets.HBox([widgets.HTML(view.header_html()), self._metric_head])
-        self._head.add_class("rt-headrow")
-        self._rows = [_RunRow() for _ in range(page_size)]
-        self._row_of = {row.open_button: row for row in self._rows}
-        self._newer = widgets.Button(description="Newer", icon="chevron-left",
-                                     layout=widgets.Layout(width="100px"))
-        self._older = widgets.Button(description="Older", icon="chevron-right",
-                                     layout=widgets.Layout(width="100px"))
-        self._page = widgets.HTML()
         self._footer = widgets.HTML()
         self._detail = RunDetail(q, on_change=self._on_detail_change, files_url=_files_url(q.home),
                                  lock=self._lock)
-        self._detail_slot = widgets.VBox()  # holds the detail when its run is not on this page
         self._form = SubmitForm(q, on_submit=self._on_form_submit, lock=self._lock)
         self._compare_tab = CompareTab(q, on_open=self._on_compare_open, lock=self._lock)
 
@@ -152,10 +89,6 @@ class Dashboard(widgets.VBox):
                               (self._text, "text")):
             control.add_class(f"rt-filter-{name}")
             control.observe(self._on_filter_value, "value")
-        for row in self._rows:
-            row.open_button.on_click(self._on_row_click)
-        self._newer.on_click(self._on_newer_click)
-        self._older.on_click(self._on_older_click)
         self._refresh.on_click(self._on_refresh_click)
         self._pause.on_click(self._on_pause_click)
         self._resume.on_click(self._on_resume_click)
@@ -164,12 +97,9 @@ class Dashboard(widgets.VBox):
 
         filters = widgets.HBox([self._status, self._kind, self._queue_filter, self._text, self._refresh],
                                layout=widgets.Layout(flex_flow="row wrap"))
-        pager = widgets.HBox([self._newer, self._page, self._older],
-                             layout=widgets.Layout(align_items="center"))
-        self._runs = widgets.VBox([filters, self._head, *self._rows, pager, self._detail_slot])
-        self._runs.add_class("rt-runs")
-        runs = self._runs
-        self._tabs = widgets.Tab(children=[runs, self._form, self._compare_tab])
+        self._table = RunsTable(q, filters, self._detail, on_open=self.select, on_change=self.refresh,
+                                lock=self._lock, page_size=page_size)
+        self._tabs = widgets.Tab(children=[self._table, self._form, self._compare_tab])
         self._tabs.set_title(0, "Runs")
         self._tabs.set_title(1, "Submit")
         self._tabs.set_title(2, "Compare")
@@ -187,7 +117,7 @@ class Dashboard(widgets.VBox):
     @property
     def rows(self) -> list[view.RowView]:
         """The rows shown now, top to bottom."""
-        return [row.view for row in self._rows if row.view is not None]
+        return self._table.rows
 
     @property
     def detail(self) -> RunDetail:
@@ -202,26 +132,24 @@ class Dashboard(widgets.VBox):
         return self._compare_tab
 
     @property
+    def table(self) -> RunsTable:
+        return self._table
+
+    @property
     def metric_columns(self) -> list[str]:
         """The metric columns shown (filtered to one kind whose finished runs recorded metrics)."""
-        return list(self._metric_columns)
+        return self._table.metric_columns
 
     @property
     def sort(self) -> tuple[str, bool] | None:
         """(metric, descending) the table is sorted by; None: newest first."""
-        return self._sort
+        return self._table.sort
 
     @locked
     def sort_by(self, metric: str | None) -> None:
         """Sort the table by a metric column, as a click on its header does: highest first,
         a second click on the same column lowest first (None: newest first again)."""
-        if metric is None:
-            self._sort = None
-        elif self._sort is not None and self._sort[0] == metric:
-            self._sort = (metric, not self._sort[1])
-        else:
-            self._sort = (metric, True)
-        self._offset = 0
+        self._table.sort_by(metric)
         self.refresh()
 
     def show_tab(self, name: str) -> None:
@@ -243,7 +171,7 @@ class Dashboard(widgets.VBox):
 
     @property
     def page_text(self) -> str:
-        return self._page.value
+        return self._table.page_text
 
     @property
     def refreshing(self) -> bool:
@@ -253,9 +181,9 @@ class Dashboard(widgets.VBox):
     @locked
     def select(self, run_id: int | None) -> None:
         """Open the detail of a run (None closes it)."""
-        self._selected = run_id
+        self._table.selected = run_id
         self._detail.show(run_id)
-        self._mark_selected()
+        self._table.mark_selected()
 
     @locked
     def set_filters(self, status: str | None = None, kind: str | None = None, queue: str | None = None,
@@ -270,7 +198,7 @@ class Dashboard(widgets.VBox):
             self._text.value = text or ""
         finally:
             self._quiet = False
-        self._offset = max(0, page) * self._page_size
+        self._table.go_to(page)
         self.refresh()
 
     @locked
@@ -283,15 +211,7 @@ class Dashboard(widgets.VBox):
             counts, paused = q.counts(), q.paused()
             fleet = q.workers()
             self._update_options(sum(counts.values()))
-            self._update_metric_columns(counts)
-            filters = self._filters()
-            # Counting a million matches would cost more than the page: count a little past it.
-            cap = self._offset + COUNT_AHEAD
-            total = q.count(**filters, cap=cap)
-            more, total = total > cap, min(total, cap)
-            if self._offset >= total > 0:
-                self._offset = (total - 1) // self._page_size * self._page_size
-            runs = self._read_page(filters, counts)
+            self._table.read(self._filters(), counts, self._known)
             changed = self._detail.refresh(now, paused)
         except RuntoolError as exc:
             self._set(self._message, view.message_html(f"cannot read the queue: {exc}", "error"))
@@ -299,14 +219,8 @@ class Dashboard(widgets.VBox):
         if repaired:
             changed |= self._set(self._message, view.message_html("reconciled: " + "; ".join(repaired)))
         changed |= self._set(self._counts, view.counts_html(counts, paused) + view.fleet_html(fleet, now))
-        for index, row in enumerate(self._rows):
-            changed |= row.show(view.row_view(runs[index], now, paused, self._metric_columns)
-                                if index < len(runs) else None)
-        self._mark_selected()
+        changed |= self._table.show(now, paused)
         self._compare_tab.sync(self._kind.value or None, visible=self._tabs.selected_index == 2)
-        changed |= self._set(self._page, view.pager_text(self._offset, len(runs), total, more))
-        self._newer.disabled = self._offset == 0
-        self._older.disabled = self._offset + len(runs) >= total and not more
         self.last_refresh_ms = (time.perf_counter() - started) * 1000
         if changed or not self._footer.value:
             # Only on changes: a page that sends nothing lets Voila cull a forgotten kernel.
@@ -366,91 +280,6 @@ class Dashboard(widgets.VBox):
         finally:
             self._quiet = False
         self._form.suggest()
-
-    def _read_page(self, filters: dict[str, Any], counts: dict[str, int]) -> list[Run]:
-        """The runs of the page shown. Sorted by a metric, the store walks its run_metrics
-        index (~2 ms a page at a million runs; a status rare among the runs having the metric
-        costs more), so a sorted page is read again only when the filters, the page or the runs
-        changed: a change of status moves the counts per label, a new run the newest id, and
-        metrics come only with a finishing change. Its processing runs are re-read for their
-        progress."""
-        q = self.queue
-        if self._sort is None:
-            self._sorted = None
-            return q.list(**filters, limit=self._page_size, offset=self._offset)
-        read_for = (sorted(filters.items()), self._sort, self._offset, sorted(counts.items()), self._known)
-        if self._sorted is not None and self._sorted[0] == read_for:
-            try:
-                return [q.get(r.id) if r.status is Status.PROCESSING else r for r in self._sorted[1]]
-            except RunNotFound:
-                pass
-        metric, descending = self._sort
-        runs = q.list(**filters, limit=self._page_size, offset=self._offset, sort_metric=metric,
-                      descending=descending)
-        self._sorted = (read_for, runs)
-        return runs
-
-    def _update_metric_columns(self, counts: dict[str, int]) -> None:
-        """Filtered to one kind: its metric names as columns, re-read only when the kind or the
-        number of finished runs changed (a newest-first sample of METRIC_SAMPLE runs: an
-        indexed read, whatever the number of runs stored). A sort by a metric the kind does not
-        show ends."""
-        kind = self._kind.value or None
-        seen = (kind, counts.get("succeeded"), counts.get("failed"), self._known)
-        if seen != self._metrics_seen:
-            self._metrics_seen = seen
-            sample = self.queue.list(status=["succeeded", "failed"], kind=kind, limit=METRIC_SAMPLE) if kind else []
-            self._metric_columns = view.metric_columns(sample)
-        if self._sort is not None and self._sort[0] not in self._metric_columns:
-            self._sort = None
-        names = self._metric_columns
-        if list(self._sort_buttons.values()) != names:
-            # new columns, new buttons (the same columns keep theirs: a click is never lost on
-            # a button replaced under the pointer)
-            for old in self._metric_head.children:
-                old.close()
-            self._sort_buttons = {}
-            for name in names:
-                button = widgets.Button()
-                button.add_class("rt-msort")
-                button.on_click(self._on_sort_click)
-                self._sort_buttons[button] = name
-            self._metric_head.children = tuple(self._sort_buttons)
-        for button, name in self._sort_buttons.items():
-            label = view.sort_label(name, self._sort)
-            if button.description != label:
-                button.description = label
-                button.tooltip = (f"{name}: sorted {'highest' if self._sort and self._sort[1] else 'lowest'} first"
-                                  " (click to reverse)" if label != name else f"sort by {name}, highest first")
-                (button.add_class if label != name else button.remove_class)("rt-sorted")
-        if names:
-            self._runs.add_class("rt-with-metrics")
-        else:
-            self._runs.remove_class("rt-with-metrics")
-
-    def _mark_selected(self) -> None:
-        """Highlight the selected run's row and open the detail under it (beside the table
-        when it is wide enough: CSS moves it there), or after the pager when it is not on this page."""
-        holder = None
-        for row in self._rows:
-            if row.view is not None and row.view.id == self._selected:
-                row.add_class("rt-selected")
-                holder = row
-            else:
-                row.remove_class("rt-selected")
-        for row in self._rows:
-            if row is not holder:
-                row.hold(None)
-        if self._selected is None:
-            self._detail_slot.children = ()
-            self._runs.remove_class("rt-has-detail")
-            return
-        self._runs.add_class("rt-has-detail")
-        if holder is None:
-            self._detail_slot.children = (self._detail,)
-        else:
-            self._detail_slot.children = ()
-            holder.hold(self._detail)
 
     def _footer_html(self) -> str:
         if self.refreshing:
@@ -522,27 +351,7 @@ class Dashboard(widgets.VBox):
     def _on_filter_value(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
-        self._offset = 0
-        self.refresh()
-
-    @locked
-    def _on_row_click(self, button: widgets.Button) -> None:
-        row = self._row_of[button]
-        if row.view is not None:
-            self.select(row.view.id)
-
-    @locked
-    def _on_sort_click(self, button: widgets.Button) -> None:
-        self.sort_by(self._sort_buttons[button])
-
-    @locked
-    def _on_newer_click(self, _: widgets.Button) -> None:
-        self._offset = max(0, self._offset - self._page_size)
-        self.refresh()
-
-    @locked
-    def _on_older_click(self, _: widgets.Button) -> None:
-        self._offset += self._page_size
+        self._table.go_to(0)
         self.refresh()
 
     @locked
@@ -560,8 +369,8 @@ class Dashboard(widgets.VBox):
 
     @locked
     def _on_detail_change(self) -> None:
-        if self._detail.run_id != self._selected:
-            self._selected = self._detail.run_id
+        if self._detail.run_id != self._table.selected:
+            self._table.selected = self._detail.run_id
         self._known = None  # a run may have gone: re-read kinds and queues
         self.refresh()
 

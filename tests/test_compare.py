@@ -3,12 +3,11 @@ whose sweep of a scoring notebook was executed by `runtool drain`."""
 
 from __future__ import annotations
 
-import html
 import re
 
 import pytest
 
-from helpers import notebook, runtool
+from helpers import notebook, runtool, text_of
 from runtool.api import RunQueue
 from runtool.models import Status
 from runtool.widgets import Dashboard
@@ -17,10 +16,6 @@ from runtool.widgets_compare import TIME, Point, points, scatter_svg, sorted_run
 SCORED = ("import json, os\n"
           "json.dump({'acc': round(1 - 1 / (1 + c), 3), 'size': len(label)},\n"
           "          open(os.path.join(run_dir, 'metrics.json'), 'w'))")
-
-
-def text_of(markup: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ functions of a run record, tested on records built here. No home, kernel or widg
 from __future__ import annotations
 
 import re
-from html import unescape
 
 import pytest
+from helpers import text_of
 
 from runtool import dashview
 from runtool import format as fmt
@@ -28,10 +28,6 @@ def make_run(**fields) -> Run:
     )
     values.update(fields)
     return Run(**values)
-
-
-def text_of(markup: str) -> str:
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 FAILED = make_run(status=Status.FAILED, attempt=4, started_at=NOW - 300, finished_at=NOW - 210,

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "runtool"
 STORE_MODULES = {"queue", "sqlite_schema", "store_common", "pg_store", "pg_tx", "pg_schema"}
 DRIVERS = {"sqlite3", "psycopg", "psycopg_pool", "sqlite_utils"}
 #: The interfaces: the command line and the dashboard are thin layers over RunQueue.
-INTERFACES = {"cli", "widgets", "widgets_detail", "dashview", "submitform", "serve", "format", "follow"}
+INTERFACES = {"cli", "widgets", "widgets_detail", "widgets_table", "dashview", "submitform", "serve", "format", "follow"}
 BELOW_RUNQUEUE = {"queue", "lifecycle", "sqlite_schema", "pg_store", "pg_tx", "pg_schema", "cleanup", "outcomes",
                   "attempts", "lease"}
 

@@ -57,25 +57,25 @@ def test_one_kind_shows_its_metrics_as_columns(dash, home):
     assert dash.metric_columns == ["loss", "accuracy"]  # as the newest finished runs recorded them
     newest = dash.rows[1]
     assert newest.metrics == (("0.4", "0.4"), ("", ""))  # the newest finished run has no accuracy
-    assert [b.description for b in dash._metric_head.children] == ["loss", "accuracy"]
-    assert "rt-with-metrics" in dash._runs._dom_classes
+    assert [b.description for b in dash.table._metric_head.children] == ["loss", "accuracy"]
+    assert "rt-with-metrics" in dash.table._dom_classes
     dash.set_filters(kind="export")
     assert dash.metric_columns == ["size"]
     dash.set_filters()
-    assert dash.metric_columns == [] and "rt-with-metrics" not in dash._runs._dom_classes
+    assert dash.metric_columns == [] and "rt-with-metrics" not in dash.table._dom_classes
 
 
 def test_a_header_click_sorts_in_the_store_and_pages(dash, home):
     _, ids = home
     dash.set_filters(kind="train")
     by_accuracy = [ids[i] for i in (2, 4, 0, 5, 3)] + [ids[7], ids[6], ids[1]]  # no accuracy: last, newest first
-    accuracy = next(b for b, name in dash._sort_buttons.items() if name == "accuracy")
+    accuracy = next(b for b, name in dash.table._sort_buttons.items() if name == "accuracy")
     accuracy.click()
     assert dash.sort == ("accuracy", True) and accuracy.description == "▼ accuracy"
     assert shown_ids(dash) == by_accuracy[:3]
-    dash._older.click()
+    dash.table._older.click()
     assert shown_ids(dash) == by_accuracy[3:6] and dash.page_text == "4–6 of 8"
-    dash._older.click()
+    dash.table._older.click()
     assert shown_ids(dash) == by_accuracy[6:]
     accuracy.click()  # again: lowest first, from the first page
     assert dash.sort == ("accuracy", False) and accuracy.description == "▲ accuracy"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from dashboard_fixtures import HeldRun, make_notebooks, prepare_home
-from test_widgets import EXPECTED, text_of
+from helpers import text_of
+from test_widgets import EXPECTED
 
 from runtool import RunQueue, Status
 from runtool.widgets import Dashboard

@@ -20,7 +20,7 @@ import hypothesis.strategies as st
 import psutil
 import pytest
 from dashboard_fixtures import HeldRun, copy_home, make_notebooks, prepare_home
-from helpers import runtool
+from helpers import runtool, text_of
 from hypothesis import HealthCheck, given, settings
 from traitlets import All
 
@@ -33,10 +33,6 @@ from runtool.submitform import changed_parameters, default_text, form_value, in_
 from runtool.dashrefresh import live_refreshers
 from runtool.widgets import Dashboard
 from runtool.widgets_detail import notebook_html
-
-
-def text_of(markup: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +286,7 @@ def test_deleted_elsewhere_closes_gracefully(open_dash, home, runs):
 def test_filters_search_and_paging(open_dash, runs):
     dash = open_dash("carol", page_size=3)
     assert len(dash.rows) == 3 and text_of(dash.page_text) == "1–3 of 8"
-    dash._older.click()
+    dash.table._older.click()
     assert text_of(dash.page_text) == "4–6 of 8"
     dash.set_filters(status="failed")
     assert [row.id for row in dash.rows] == [runs.failed]
@@ -318,7 +314,7 @@ def test_filters_search_and_paging(open_dash, runs):
 def test_refresh_redraws_only_rows_that_changed(open_dash, home, runs):
     dash = open_dash("carol")
     sent = []
-    for row in dash._rows:
+    for row in dash.table._rows:
         row.cells.observe(lambda change, row=row: sent.append(row.view.id), "value")
     dash._counts.observe(lambda change: sent.append("counts"), "value")
     dash.refresh()
