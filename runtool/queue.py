@@ -15,16 +15,16 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import sqlite_schema
+from . import sqlite_reads, sqlite_schema
 from .config import DB_FILE, RUNS_DIR, Settings, database_url
 from .durations import iso, parse_duration
 from .errors import InvalidInput, RunNotFound, StoreUnavailable
-from .models import LABELS, Beat, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, WorkerInfo, to_json
-from .store_common import change_assignments, process_assignments
+from .models import Beat, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, WorkerInfo
+from .sqlite_tx import SQLiteTx, add_history
+from .store_common import process_assignments
 
 BUSY_TIMEOUT_S = 60.0
 """Seconds a write waits for another connection's lock before giving up."""
@@ -284,7 +284,7 @@ class SQLiteStore:
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[Tx]:
         with self._transaction(durable) as conn:
-            yield _SQLiteTx(self, conn, time.time())
+            yield SQLiteTx(self, conn, time.time())
 
     def row_to_run(self, row: sqlite3.Row) -> Run:
         return Run(
@@ -329,130 +329,20 @@ class SQLiteStore:
         ]
 
     def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        pinned = self._run_named_by(where)
-        if pinned is not None:  # the run whose id was searched for comes first
-            if offset == 0:
-                return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
-            return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
-        if where.sort_metric is not None and where.kind and not (where.text and where.text.strip()):
-            return self._list_by_metric(where, limit, offset)
-        query, args = _select(where, "r.*")
         with self._errors():
-            rows = self._conn.execute(f"{query} LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
-        return [self.row_to_run(r) for r in rows]
-
-    def _list_by_metric(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        """A kind's runs by a metric, walking run_metrics' index: the runs having it in value
-        order (ties newest first), then the kind's runs without it, newest first. The two
-        parts are read in one read transaction, so the offset into the second is exact."""
-        assert where.sort_metric is not None and where.kind
-        clauses, args = _filters(replace(where, kind=None, sort_metric=None))
-        extra = "".join(f" AND {c}" for c in clauses)
-        # The primary key walked backwards gives highest first, run_metrics_ascending walked
-        # forwards lowest first; ties newest first either way. Ids only: with no filter but
-        # statuses (copied into run_metrics) the walk never leaves the index; a queue (CROSS
-        # JOIN: the index drives) is tested in its own covering index, not in the run's row.
-        order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
-        on_runs, on_args = _filters(replace(where, kind=None, sort_metric=None, statuses=()))
-        having = "FROM run_metrics m"
-        if on_runs:
-            having += " CROSS JOIN runs r ON r.id = m.run_id"
-        having += " WHERE m.kind = ? AND m.name = ?"
-        key = [where.kind, where.sort_metric]
-        if where.statuses:
-            having += f" AND m.status IN ({','.join('?' * len(where.statuses))})"
-            key += [s.value for s in where.statuses]
-        having += "".join(f" AND {c}" for c in on_runs)
-        key += on_args
-        with self._errors():
-            began = not self._conn.in_transaction  # inside a write, its transaction serves
-            if began:
-                self._conn.execute("BEGIN")
-            try:
-                ids = [r[0] for r in self._conn.execute(f"SELECT m.run_id {having} ORDER BY {order} LIMIT ? OFFSET ?",
-                                                        (*key, limit, offset))]
-                if len(ids) < limit:  # the page reaches the runs without the metric
-                    # how many have it: known from this page unless the offset is past them all
-                    before = offset + len(ids) if ids or not offset else int(
-                        self._conn.execute(f"SELECT COUNT(*) {having}", key).fetchone()[0])
-                    ids += self._without(where, extra, args, limit - len(ids), max(0, offset - before),
-                                         None if clauses else before)
-                rows = {r["id"]: r for r in self._conn.execute(
-                    f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids)}
-            finally:
-                if began and self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
-        return [self.row_to_run(rows[i]) for i in ids]
-
-    def _without(self, where: RunFilter, extra: str, args: builtins.list[Any], limit: int, offset: int,
-                 having: int | None) -> builtins.list[int]:
-        """Ids of the kind's runs without the metric, newest first, from `offset`. Each is
-        tested in its JSON, so with `having` (how many runs have it; no other filter) a page
-        in the older half is read from the oldest end, and the last pages cost as the first."""
-        query = (f"SELECT r.id FROM runs r WHERE r.kind = ?{extra} AND NOT EXISTS (SELECT 1 FROM json_each(r.metrics)"
-                 f" WHERE key = ? AND type IN ('integer', 'real')) ORDER BY r.id {{}} LIMIT ? OFFSET ?")
-        if offset and having is not None:
-            runs = int(self._conn.execute("SELECT COUNT(*) FROM runs WHERE kind = ?", (where.kind,)).fetchone()[0])
-            end = runs - having - offset  # the page ends this many runs from the oldest
-            if end <= runs - having - end:
-                start = max(0, end - limit)
-                return [r[0] for r in self._conn.execute(
-                    query.format("ASC"), (where.kind, *args, where.sort_metric, max(0, end - start), start))][::-1]
-        return [r[0] for r in self._conn.execute(
-            query.format("DESC"), (where.kind, *args, where.sort_metric, limit, offset))]
+            return sqlite_reads.list_runs(self._conn, self.row_to_run, where, limit, offset)
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:
-        if not (where.queue or where.kind or where.text or where.exclude):
-            with self._errors():  # the counts the triggers keep
-                rows = self._conn.execute("SELECT status, n FROM run_counts").fetchall()
-            return sum(n for status, n in rows if not where.statuses or status in where.statuses)
-        pinned = self._run_named_by(where)
-        if pinned is not None:
-            return 1 + self.count(replace(where, exclude=pinned.id), None if cap is None else cap - 1)
-        query, args = _select(where, "1", ordered=False)
-        if cap is not None:
-            query, args = f"{query} LIMIT ?", [*args, cap + 1]
         with self._errors():
-            return int(self._conn.execute(f"SELECT COUNT(*) FROM ({query})", args).fetchone()[0])
-
-    def _run_named_by(self, where: RunFilter) -> Run | None:
-        """The run whose id the search text is, if it passes the other filters."""
-        text = (where.text or "").strip()
-        if not text.isascii() or not text.isdigit() or where.exclude is not None or len(text) > 18:
-            return None
-        query, args = _select(replace(where, text=None), "r.*", ordered=False)
-        with self._errors():
-            row = self._conn.execute(f"{query} AND r.id = ?", (*args, int(text))).fetchone()
-        return self.row_to_run(row) if row else None
+            return sqlite_reads.count(self._conn, self.row_to_run, where, cap)
 
     def counts(self, now: float) -> dict[str, int]:
-        result = dict.fromkeys(LABELS, 0)
         with self._errors():
-            for status, n in self._conn.execute("SELECT status, n FROM run_counts"):
-                if status != Status.WAITING:
-                    result[status] = n
-            row = self._conn.execute(
-                """SELECT
-                     COALESCE(SUM(ready = 1 AND attempt = 0 AND (not_before IS NULL OR not_before <= :now)), 0),
-                     COALESCE(SUM(ready = 1 AND attempt = 0 AND not_before > :now), 0),
-                     COALESCE(SUM(ready = 0), 0),
-                     COALESCE(SUM(ready = 1 AND attempt > 0), 0)
-                   FROM runs INDEXED BY runs_claim WHERE status = 'waiting'""",
-                {"now": now},
-            ).fetchone()
-        result["waiting"], result["scheduled"], result["awaiting"], result["retrying"] = row
-        return result
+            return sqlite_reads.counts(self._conn, now)
 
     def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
-        # A skip-scan of each index: one seek per distinct value, not a walk over every run.
-        distinct = """WITH RECURSIVE v(x) AS (
-                        SELECT MIN({0}) FROM runs
-                        UNION ALL SELECT (SELECT MIN({0}) FROM runs WHERE {0} > v.x) FROM v WHERE v.x IS NOT NULL)
-                      SELECT x FROM v WHERE x IS NOT NULL"""
         with self._errors():
-            kinds = [r[0] for r in self._conn.execute(distinct.format("kind"))]
-            queues = [r[0] for r in self._conn.execute(distinct.format("queue"))]
-        return kinds, queues
+            return sqlite_reads.kinds_and_queues(self._conn)
 
     def processing(self) -> builtins.list[Run]:
         with self._errors():
@@ -553,7 +443,7 @@ class SQLiteStore:
                 ).fetchone()
                 if row is not None:
                     reason = f"attempt {row['attempt']} of {row['max_attempts']}"
-                    _add_history(c, row["id"], Status.PROCESSING, now, claimant.name, reason)
+                    add_history(c, row["id"], Status.PROCESSING, now, claimant.name, reason)
                     return self.row_to_run(row)
         return None
 
@@ -618,159 +508,3 @@ class SQLiteStore:
                 c.execute("DELETE FROM paused")
             else:
                 c.execute("DELETE FROM paused WHERE queue = ?", (queue,))
-
-
-class _SQLiteTx:
-    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, now: float) -> None:
-        self._store, self._c, self.now = store, conn, now
-
-    def get(self, run_id: int) -> Run | None:
-        row = self._c.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return self._store.row_to_run(row) if row else None
-
-    def insert(self, new: NewRun, by: str, ready: bool) -> int:
-        run_id = self._c.execute(
-            """INSERT INTO runs (notebook, kind, queue, priority, status, parameters, tags,
-                 max_attempts, timeout_s, kernel, output_copy, created_at, not_before, after_ids,
-                 after_on, ready, submitted_by)
-               VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (new.notebook, new.kind, new.queue, new.priority, to_json(new.parameters),
-             to_json(new.tags), new.max_attempts, new.timeout_s, new.kernel, new.output_copy,
-             self.now, new.not_before, to_json(list(new.after)) if new.after else None,
-             new.after_on, int(ready), by),
-        ).lastrowid
-        assert run_id is not None
-        self._c.executemany("INSERT OR IGNORE INTO run_parents (parent_id, child_id) VALUES (?, ?)",
-                            [(parent, run_id) for parent in new.after])
-        _add_history(self._c, run_id, Status.WAITING, self.now, by, "submitted")
-        return run_id
-
-    def change(self, run_id: int, from_statuses: Sequence[Status], change: Change,
-               attempt: int | None = None) -> Run | None:
-        assignments, args = change_assignments(change, self.now, lambda name: f":{name}")
-        args.update({"id": run_id, "attempt": attempt})
-        args.update({f"from{i}": s.value for i, s in enumerate(from_statuses)})
-        guard = ", ".join(f":from{i}" for i in range(len(from_statuses)))
-        query = f"UPDATE runs SET {', '.join(assignments)} WHERE id = :id AND status IN ({guard})"
-        if attempt is not None:
-            query += " AND attempt = :attempt"
-        row = self._c.execute(query + " RETURNING *", args).fetchone()
-        if row is None:
-            return None
-        _add_history(self._c, run_id, change.to, self.now, change.by, change.reason, change.error)
-        return self._store.row_to_run(row)
-
-    def parents(self, run_id: int) -> builtins.list[tuple[int, Status | None]]:
-        rows = self._c.execute(
-            """SELECT value, (SELECT status FROM runs WHERE id = value)
-               FROM json_each((SELECT after_ids FROM runs WHERE id = ?))""",
-            (run_id,),
-        ).fetchall()
-        return [(r[0], Status(r[1]) if r[1] else None) for r in rows]
-
-    def awaiting_children(self, parent_id: int) -> builtins.list[int]:
-        rows = self._c.execute(
-            """SELECT r.id FROM run_parents p JOIN runs r ON r.id = p.child_id
-               WHERE p.parent_id = ? AND r.status = 'waiting' AND r.ready = 0 ORDER BY r.id""",
-            (parent_id,),
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def set_ready(self, run_id: int) -> None:
-        self._c.execute("UPDATE runs SET ready = 1 WHERE id = ? AND status = 'waiting'", (run_id,))
-
-    def set_tags(self, run_id: int, tags: dict[str, str]) -> None:
-        self._c.execute("UPDATE runs SET tags = ? WHERE id = ?", (to_json(tags), run_id))
-
-    def remove(self, run_id: int, status: Status) -> bool:
-        row = self._c.execute("DELETE FROM runs WHERE id = ? AND status = ? RETURNING after_ids",
-                              (run_id, status.value)).fetchone()
-        if row is None:
-            return False
-        self._c.execute("DELETE FROM history WHERE run_id = ?", (run_id,))
-        parents = json.loads(row[0]) if row[0] else []
-        self._c.executemany("DELETE FROM run_parents WHERE parent_id = ? AND child_id = ?",
-                            [(p, run_id) for p in parents])
-        return True
-
-
-def _add_history(c: sqlite3.Connection, run_id: int, status: Status, at: float, by: str, reason: str,
-                 error: Any = None) -> None:
-    c.execute(
-        """INSERT INTO history (run_id, seq, status, at, by, reason, error) VALUES
-           (:id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE run_id = :id),
-            :status, :at, :by, :reason, :error)""",
-        {"id": run_id, "status": status.value, "at": at, "by": by, "reason": reason,
-         "error": to_json(error) if error else None},
-    )
-
-
-def _select(where: RunFilter, columns: str, ordered: bool = True) -> tuple[str, builtins.list[Any]]:
-    """A SELECT of `columns` from runs `r` matching `where`, newest first if `ordered`.
-
-    A text search walks the FTS index newest first and stops at the page, so a common word
-    costs little more than a rare one.
-    """
-    clauses: builtins.list[str] = []
-    args: builtins.list[Any] = []
-    source = "runs r"
-    order = "r.id DESC"
-    if where.text is not None and where.text.strip():
-        # CROSS JOIN: the index drives, whatever the planner guesses (runs first would ask
-        # the index once per run).
-        source = "runs_fts f CROSS JOIN runs r ON r.id = f.rowid"
-        clauses.append("runs_fts MATCH ?")
-        narrowed = [f'{column} : "{value}"' for column, value in (("kind", where.kind), ("queue", where.queue))
-                    if value and '"' not in value]  # names are checked, but never trust a quote
-        args.append(" AND ".join([fts_query(where.text), *narrowed]))
-        order = "f.rowid DESC"
-    more, more_args = _filters(where)
-    clauses += more
-    args += more_args
-    query = f"SELECT {columns} FROM {source} WHERE " + (" AND ".join(clauses) or "1")
-    if ordered and where.sort_metric is not None:
-        # Without a kind, or with a text search (which narrows the runs first), the runs
-        # matching the filters are read and sorted; a kind alone walks run_metrics
-        # (SQLiteStore._list_by_metric). json_each, not json_extract: a JSON path cannot name a
-        # key holding a double quote; the name is compared as a bound value, never spliced
-        # into SQL or a path.
-        key = "(SELECT value FROM json_each(r.metrics) WHERE key = ? AND type IN ('integer', 'real'))"
-        args.append(where.sort_metric)
-        order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, r.id DESC"
-    return (f"{query} ORDER BY {order}" if ordered else query), args
-
-
-def _filters(where: RunFilter) -> tuple[builtins.list[str], builtins.list[Any]]:
-    """The clauses on runs `r` of `where`'s statuses, queue, kind and excluded run."""
-    clauses: builtins.list[str] = []
-    args: builtins.list[Any] = []
-    if where.statuses:
-        clauses.append(f"r.status IN ({','.join('?' * len(where.statuses))})")
-        args.extend(s.value for s in where.statuses)
-    if where.queue:
-        clauses.append("r.queue = ?")
-        args.append(where.queue)
-    if where.kind:
-        clauses.append("r.kind = ?")
-        args.append(where.kind)
-    if where.exclude is not None:
-        clauses.append("r.id != ?")
-        args.append(where.exclude)
-    return clauses, args
-
-
-def fts_query(text: str) -> str:
-    """The FTS5 query for a search box's text: every word, in any column; `word*` a prefix.
-
-    Words are quoted (FTS5 syntax in the text means nothing) and split as the index splits
-    them: `score_threshold 0.5` finds `"score_threshold": 0.5`. A prefix is asked for, not
-    implied: a short prefix of a word in every run would make every search read them all.
-    Text with no word matches nothing.
-    """
-    terms = []
-    for word in text.split():
-        prefix = word.endswith("*")
-        word = word.rstrip("*")
-        if any(ch.isalnum() for ch in word):
-            terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
-    return " AND ".join(terms) or '""'
