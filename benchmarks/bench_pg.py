@@ -253,11 +253,11 @@ def sorted_lists(server: pg.Server, count: int, repeat: int) -> dict[str, Any]:
         "+ queue default": lambda: store.list(RunFilter(**kind, queue="default"), 20, 0),
         "the last page (runs without the metric)": lambda: store.list(RunFilter(**kind), 20, last),
         "before run_metrics: the cast sort, first page":
-            lambda: store._all(_CAST_SORT, ("detection", "precision", "precision")),
+            lambda: store.fetch_all(_CAST_SORT, ("detection", "precision", "precision")),
     }
     times = common.time_cases({name: (lambda: None, step) for name, step in cases.items()}, repeat,
                               time.perf_counter)
-    plan = store._all("EXPLAIN " + _plan_query(), ("detection", "precision"))
+    plan = store.fetch_all("EXPLAIN " + _plan_query(), ("detection", "precision"))
     store.close()
     return {"runs": count, "kind_runs": count // 3, "load_s": load_s, "repeat": repeat,
             "cases": {name: common.median_max(t) for name, t in times.items()},

@@ -16,7 +16,6 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,10 +25,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from . import pg_schema, words
+from . import pg_reads, pg_schema
 from .errors import InvalidInput, Refused, StoreUnavailable
 from .pg_schema import RUN_COLUMNS as _COLS
-from .models import LABELS, Beat, Claimant, HistoryEntry, Run, RunFilter, Status, WorkerInfo
+from .models import Beat, Claimant, HistoryEntry, Run, RunFilter, Status, WorkerInfo
 from .durations import iso
 from .pg_tx import PostgresTx, nul_safe, words_of
 from .store_common import process_assignments
@@ -163,27 +162,29 @@ class PostgresStore:
                     self._drop()
         raise AssertionError("unreachable")
 
-    def _one(self, query: str, args: Any = None, redo: bool = True) -> dict[str, Any] | None:
+    def fetch_one(self, query: str, args: Any = None, redo: bool = True) -> dict[str, Any] | None:
+        """The first row of one statement (`_call`: redone on a lost connection when `redo`)."""
         return self._call(lambda c: c.execute(query, args).fetchone(), redo)  # type: ignore[arg-type]
 
-    def _all(self, query: str, args: Any = None) -> builtins.list[dict[str, Any]]:
+    def fetch_all(self, query: str, args: Any = None) -> builtins.list[dict[str, Any]]:
+        """Every row of one read statement (redone once on a lost connection)."""
         return self._call(lambda c: c.execute(query, args).fetchall())  # type: ignore[arg-type]
 
     def now(self) -> float:
-        row = self._one("SELECT extract(epoch from clock_timestamp())::float8 AS now")
+        row = self.fetch_one("SELECT extract(epoch from clock_timestamp())::float8 AS now")
         assert row is not None
         return float(row["now"])
 
     def session_user(self) -> str:
         """The role the server authenticated (the acting user with identity = "database")."""
-        row = self._one("SELECT session_user AS who")
+        row = self.fetch_one("SELECT session_user AS who")
         assert row is not None
         return str(row["who"])
 
     def database_role(self) -> str | None:
         """The runtool role the server gives session_user: admin for a superuser or a member
         of the tables' owner, else that of its runtool_* group role (`grant`), else None."""
-        row = self._one(
+        row = self.fetch_one(
             """SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
                   OR pg_has_role(session_user, (SELECT tableowner FROM pg_tables WHERE tablename = 'runs'
                                                 AND schemaname = current_schema()), 'MEMBER') AS owner,
@@ -333,13 +334,13 @@ class PostgresStore:
     def get(self, run_id: int) -> Run:
         from .errors import RunNotFound
 
-        row = self._one(f"SELECT {_COLS} FROM runs WHERE id = %s", (run_id,))
+        row = self.fetch_one(f"SELECT {_COLS} FROM runs WHERE id = %s", (run_id,))
         if row is None:
             raise RunNotFound(run_id)
         return self.row_to_run(row)
 
     def history(self, run_id: int) -> builtins.list[HistoryEntry]:
-        rows = self._all('SELECT status, at, "by", reason, error FROM history WHERE run_id = %s ORDER BY seq',
+        rows = self.fetch_all('SELECT status, at, "by", reason, error FROM history WHERE run_id = %s ORDER BY seq',
                          (run_id,))
         return [
             {"status": r["status"], "at": iso(r["at"]) or "", "by": r["by"], "reason": r["reason"],
@@ -348,137 +349,19 @@ class PostgresStore:
         ]
 
     def list(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        pinned = self._run_named_by(where)
-        if pinned is not None:  # the run whose id was searched for comes first
-            if offset == 0:
-                return [pinned, *self.list(replace(where, exclude=pinned.id), limit - 1, 0)] if limit else []
-            return self.list(replace(where, exclude=pinned.id), limit, offset - 1)
-        if where.sort_metric is not None and where.kind and not (where.text and where.text.strip()):
-            return self._list_by_metric(where, limit, offset)
-        clause, args = _filters(where)
-        order = "id DESC"
-        if where.sort_metric is not None:
-            # Without a kind, or with a text search (which narrows the runs first), the
-            # matching runs are read and sorted (as on SQLite); a kind alone walks run_metrics.
-            # The name is a bound value and only JSON numbers are cast; json, not jsonb, which
-            # refuses a \u0000 escape that a stored name may hold.
-            key = "CASE WHEN json_typeof(metrics::json -> %s) = 'number' THEN (metrics::json ->> %s)::numeric END"
-            name = nul_safe(where.sort_metric)
-            args += [name, name]
-            order = f"{key} {'DESC' if where.descending else 'ASC'} NULLS LAST, id DESC"
-        rows = self._all(f"SELECT {_COLS} FROM runs {clause} ORDER BY {order} LIMIT %s OFFSET %s",
-                         (*args, limit, offset))
-        return [self.row_to_run(r) for r in rows]
-
-    def _list_by_metric(self, where: RunFilter, limit: int, offset: int) -> builtins.list[Run]:
-        """A kind's runs by a metric, walking run_metrics' indexes: the runs having it in value
-        order (ties newest first), then the kind's runs without it, newest first; one
-        statement, so the offset into the second part is exact."""
-        clause, args = _filters(replace(where, kind=None, sort_metric=None), "r.")
-        extra = clause.replace("WHERE ", "AND ", 1)
-        order = "m.value DESC, m.run_id DESC" if where.descending else "m.value ASC, m.run_id DESC"
-        name, kind = nul_safe(where.sort_metric), nul_safe(where.kind)
-        # Ids only, in the index alone unless a queue or an excluded run asks for the run
-        # (statuses are tested on run_metrics' own copy, in its indexes).
-        on_runs, on_args = _filters(replace(where, kind=None, sort_metric=None, statuses=()), "r.")
-        having = ("FROM run_metrics m" + (" JOIN runs r ON r.id = m.run_id" if on_runs else "")
-                  + " WHERE m.kind = %s AND m.name = %s" + (" AND m.status = ANY(%s)" if where.statuses else "")
-                  + on_runs.replace("WHERE ", " AND ", 1))
-        having_args = [kind, name, *([[s.value for s in where.statuses]] if where.statuses else []), *on_args]
-        without = (f"FROM runs r WHERE r.kind = %s {extra} AND NOT EXISTS"
-                   " (SELECT 1 FROM run_metrics m WHERE m.run_id = r.id AND m.name = %s)")
-        # The runs without the metric are tested one by one: without other filters, a page in
-        # their older half is read from the oldest end (both counts are of an index alone).
-        reversible = not clause
-        sizes = ("(SELECT count(*) FROM runs WHERE kind = %s) - (SELECT count(*) FROM run_metrics"
-                 " WHERE kind = %s AND name = %s)") if reversible else "0"
-        cols = ", ".join(f"r.{c}" for c in _COLS.split(", "))
-        # The first part's ids in index order, as far as the page; the second part is asked
-        # only for what the first did not fill (`want`), past those the first has (`skip`,
-        # counted only when the page lies wholly beyond them). The page's rows are read last
-        # and put in order: part, then position.
-        query = f"""WITH having_it AS MATERIALIZED (
-                      SELECT m.run_id AS id, row_number() OVER (ORDER BY {order}) AS pos {having}
-                      ORDER BY {order} LIMIT %s OFFSET %s),
-                    past AS MATERIALIZED (
-                      SELECT GREATEST(0, %s - f.n) AS want,
-                             CASE WHEN f.n > 0 OR %s = 0 THEN 0
-                                  ELSE GREATEST(0, %s - (SELECT count(*) {having})) END AS skip
-                      FROM (SELECT count(*) AS n FROM having_it) f),
-                    s AS MATERIALIZED (
-                      SELECT want, skip, n2 - skip AS ends, {'skip > 0 AND n2 - skip <= skip' if reversible else 'false'}
-                        AS backwards
-                      FROM (SELECT p.*, CASE WHEN p.skip > 0 THEN {sizes} ELSE 0 END AS n2 FROM past p) x),
-                    page AS (
-                      SELECT 0 AS part, id, pos FROM having_it
-                      UNION ALL
-                      (SELECT 1, r.id, -r.id {without} ORDER BY r.id DESC
-                       LIMIT (SELECT CASE WHEN backwards THEN 0 ELSE want END FROM s) OFFSET (SELECT skip FROM s))
-                      UNION ALL
-                      (SELECT 1, r.id, -r.id {without} ORDER BY r.id ASC
-                       LIMIT (SELECT CASE WHEN backwards THEN GREATEST(0, ends - GREATEST(0, ends - want)) ELSE 0 END FROM s)
-                       OFFSET (SELECT CASE WHEN backwards THEN GREATEST(0, ends - want) ELSE 0 END FROM s)))
-                    SELECT {cols} FROM page JOIN runs r ON r.id = page.id ORDER BY page.part, page.pos"""
-        rows = self._all(query, (*having_args, limit, offset,  # having_it
-                                 limit, offset, offset, *having_args,  # past
-                                 *([kind, kind, name] if reversible else []),  # s
-                                 kind, *args, name, kind, *args, name))  # the two ways through the runs without
-        return [self.row_to_run(r) for r in rows]
+        return pg_reads.list_runs(self, where, limit, offset)
 
     def count(self, where: RunFilter, cap: int | None = None) -> int:
-        pinned = self._run_named_by(where)
-        if pinned is not None:
-            return 1 + self.count(replace(where, exclude=pinned.id), None if cap is None else cap - 1)
-        clause, args = _filters(where)
-        query = f"SELECT 1 FROM runs {clause}"
-        if cap is not None:
-            query, args = f"{query} LIMIT %s", [*args, cap + 1]
-        row = self._one(f"SELECT COUNT(*) AS n FROM ({query}) AS matching", args)
-        return int(row["n"]) if row else 0
-
-    def _run_named_by(self, where: RunFilter) -> Run | None:
-        """The run whose id the search text is, if it passes the other filters."""
-        text = (where.text or "").strip()
-        if not text.isascii() or not text.isdigit() or where.exclude is not None or len(text) > 18:
-            return None
-        clause, args = _filters(replace(where, text=None))
-        row = self._one(f"SELECT {_COLS} FROM runs {clause} {'AND' if clause else 'WHERE'} id = %s", [*args, int(text)])
-        return self.row_to_run(row) if row else None
+        return pg_reads.count(self, where, cap)
 
     def counts(self, now: float) -> dict[str, int]:
-        result = dict.fromkeys(LABELS, 0)
-        for row in self._all("SELECT status, COUNT(*) AS n FROM runs GROUP BY status"):
-            if row["status"] != Status.WAITING:
-                result[row["status"]] = row["n"]
-        waiting = self._one(
-            """SELECT
-                 COUNT(*) FILTER (WHERE ready AND attempt = 0 AND (not_before IS NULL OR not_before <= %(now)s)) AS w,
-                 COUNT(*) FILTER (WHERE ready AND attempt = 0 AND not_before > %(now)s) AS s,
-                 COUNT(*) FILTER (WHERE NOT ready) AS a,
-                 COUNT(*) FILTER (WHERE ready AND attempt > 0) AS r
-               FROM runs WHERE status = 'waiting'""",
-            {"now": now},
-        )
-        assert waiting is not None
-        result["waiting"], result["scheduled"], result["awaiting"], result["retrying"] = (
-            waiting["w"], waiting["s"], waiting["a"], waiting["r"])
-        return result
+        return pg_reads.counts(self, now)
 
     def kinds_and_queues(self) -> tuple[builtins.list[str], builtins.list[str]]:
-        # a loose index scan: one index probe per distinct value instead of reading every run
-        def distinct(column: str) -> builtins.list[str]:
-            rows = self._all(
-                f"""WITH RECURSIVE d AS (
-                      (SELECT {column} AS v FROM runs ORDER BY {column} LIMIT 1)
-                      UNION ALL
-                      SELECT (SELECT {column} FROM runs WHERE {column} > d.v ORDER BY {column} LIMIT 1)
-                      FROM d WHERE d.v IS NOT NULL)
-                    SELECT v FROM d WHERE v IS NOT NULL ORDER BY v COLLATE "C" """)
-            return [r["v"] for r in rows]
-        return distinct("kind"), distinct("queue")
+        return pg_reads.kinds_and_queues(self)
 
     def processing(self) -> builtins.list[Run]:
-        rows = self._all(f"SELECT {_COLS} FROM runs WHERE status = 'processing' ORDER BY id")
+        rows = self.fetch_all(f"SELECT {_COLS} FROM runs WHERE status = 'processing' ORDER BY id")
         return [self.row_to_run(r) for r in rows]
 
     def has_runnable(self, queues: Sequence[str], now: float) -> bool:
@@ -487,18 +370,18 @@ class PostgresStore:
         if queues:
             query += " AND queue = ANY(%(queues)s)"
             args["queues"] = list(queues)
-        return self._one(query + " LIMIT 1", args) is not None
+        return self.fetch_one(query + " LIMIT 1", args) is not None
 
     def next_due(self, now: float) -> float | None:
-        row = self._one("SELECT MIN(not_before) AS due FROM runs WHERE status = 'waiting' AND ready"
+        row = self.fetch_one("SELECT MIN(not_before) AS due FROM runs WHERE status = 'waiting' AND ready"
                         " AND not_before > %s", (now,))
         return row["due"] if row else None
 
     def paused(self) -> dict[str, str]:
-        return {r["queue"]: r["by"] for r in self._all('SELECT queue, "by" FROM paused')}
+        return {r["queue"]: r["by"] for r in self.fetch_all('SELECT queue, "by" FROM paused')}
 
     def finished_before(self, cutoff: float, statuses: Sequence[Status]) -> builtins.list[int]:
-        rows = self._all("SELECT id FROM runs WHERE finished_at < %s AND status = ANY(%s) ORDER BY id",
+        rows = self.fetch_all("SELECT id FROM runs WHERE finished_at < %s AND status = ANY(%s) ORDER BY id",
                          (cutoff, [s.value for s in statuses]))
         return [r["id"] for r in rows]
 
@@ -547,7 +430,7 @@ class PostgresStore:
     def heartbeat(self, run_id: int, attempt: int, progress: tuple[int, int] | None,
                   worker: str | None = None) -> Beat:
         done, total = progress if progress is not None else (None, None)
-        row = self._one(
+        row = self.fetch_one(
             f"""UPDATE runs SET heartbeat_at = {_NOW}, progress_done = COALESCE(%s, progress_done),
                   progress_total = COALESCE(%s, progress_total)
                 WHERE id = %s AND attempt = %s AND status = 'processing'
@@ -559,7 +442,7 @@ class PostgresStore:
         return Beat(own=True, cancel=tuple(json.loads(asked)) if asked else None)  # type: ignore[arg-type]
 
     def request_cancel(self, run_id: int, attempt: int, by: str, reason: str) -> bool:
-        row = self._one("UPDATE runs SET cancel_requested = %s WHERE id = %s AND attempt = %s"
+        row = self.fetch_one("UPDATE runs SET cancel_requested = %s WHERE id = %s AND attempt = %s"
                         " AND status = 'processing' RETURNING id",
                         (json.dumps([nul_safe(by), nul_safe(reason)]), run_id, attempt))
         return row is not None
@@ -585,7 +468,7 @@ class PostgresStore:
         return [WorkerInfo(name=r["name"], machine=r["machine"], pid=r["pid"], queues=json.loads(r["queues"]),
                            started_at=r["started_at"], heartbeat_at=r["heartbeat_at"], run_id=r["run_id"],
                            kind=r["kind"])
-                for r in self._all("SELECT * FROM workers ORDER BY machine, name")]
+                for r in self.fetch_all("SELECT * FROM workers ORDER BY machine, name")]
 
     def pause(self, queue: str, by: str) -> None:
         self._call(lambda c: c.execute(
@@ -609,29 +492,3 @@ def _claim_or_none(conn: psycopg.Connection[dict[str, Any]], query: str, args: d
         return conn.execute(query, args).fetchone()  # type: ignore[arg-type]
     except pgerrors.UniqueViolation:
         return None
-
-
-def _filters(where: RunFilter, r: str = "") -> tuple[str, builtins.list[Any]]:
-    """The WHERE clause of `where` (sort aside) on runs, its columns prefixed with `r`."""
-    clauses: builtins.list[str] = []
-    args: builtins.list[Any] = []
-    if where.text is not None and where.text.strip():
-        query = words.tsquery(nul_safe(where.text) or "")
-        if query is None:
-            clauses.append("false")  # no word: matches nothing, as on SQLite
-        else:
-            clauses.append(f"{r}id IN (SELECT run_id FROM run_words WHERE words @@ %s::tsquery)")
-            args.append(query)
-    if where.statuses:
-        clauses.append(f"{r}status = ANY(%s)")
-        args.append([s.value for s in where.statuses])
-    if where.queue:
-        clauses.append(f"{r}queue = %s")
-        args.append(nul_safe(where.queue))  # no stored name holds NUL: it matches nothing, as on SQLite
-    if where.kind:
-        clauses.append(f"{r}kind = %s")
-        args.append(nul_safe(where.kind))
-    if where.exclude is not None:
-        clauses.append(f"{r}id <> %s")
-        args.append(where.exclude)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
