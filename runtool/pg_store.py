@@ -15,31 +15,21 @@ import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
 
-from . import pg_reads, pg_schema
-from .errors import InvalidInput, Refused, StoreUnavailable
+from . import pg_connect, pg_reads, pg_schema
+from .errors import Refused
 from .pg_schema import RUN_COLUMNS as _COLS
 from .models import Beat, Claimant, HistoryEntry, Run, RunFilter, Status, WorkerInfo
 from .durations import iso
 from .pg_tx import PostgresTx, nul_safe, words_of
 from .store_common import process_assignments
-
-CONNECT_TIMEOUT_S = 10
-"""Seconds to wait for the server when connecting, unless the URL sets connect_timeout."""
-#: libpq's TCP settings unless the URL sets them: a cut link fails a statement within about
-#: 20 s instead of the kernel's 15 minutes of retransmissions (a worker's lease never waits on
-#: one: its heartbeats have their own thread).
-TCP_OPTIONS = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-               "tcp_user_timeout": 20000}
 
 MARKER_WAIT_S = 0.1
 """How long `change_marker` waits for a notification still on its way."""
@@ -47,29 +37,7 @@ MARKER_WAIT_S = 0.1
 _NOW = "extract(epoch from now())::float8"
 _RUNNABLE = f"""status = 'waiting' AND ready AND (not_before IS NULL OR not_before <= {_NOW})
     AND NOT EXISTS (SELECT 1 FROM paused WHERE paused.queue IN (runs.queue, '*'))"""
-#: Server-side sqlstates of a session the server ended (terminated, shut down, crashed,
-#: starting up): the statement that meets one was never carried out.
-_SESSION_ENDED = ("57P01", "57P02", "57P03")
 T = TypeVar("T")
-
-
-def describe(url: str) -> str:
-    """The server and database of `url` as errors name them, never with a password."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "PostgreSQL (unparsable URL)"
-    user = info.get("user") or os.environ.get("PGUSER") or ""
-    host = info.get("host") or os.environ.get("PGHOST") or "localhost"
-    port = info.get("port") or os.environ.get("PGPORT") or "5432"
-    db = info.get("dbname") or os.environ.get("PGDATABASE") or user
-    return f"database postgresql://{f'{user}@' if user else ''}{host}:{port}/{db}"
-
-
-def _line(exc: BaseException) -> str:
-    """A driver error as one line: libpq's messages span several."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    return text.replace("connection failed: ", "", 1) or type(exc).__name__
 
 
 class PostgresStore:
@@ -79,7 +47,7 @@ class PostgresStore:
 
     def __init__(self, url: str, runs_dir: Path, application_name: str = "runtool") -> None:
         self.url = url
-        self.where = describe(url)
+        self.where = pg_connect.describe(url)
         self.runs_dir = runs_dir
         self._runs_prefix = f"{runs_dir}/"
         self.application_name = f"{application_name} {os.getpid()}"
@@ -93,22 +61,10 @@ class PostgresStore:
 
     # -- connections ---------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"application_name": self.application_name}
-        try:
-            given = conninfo_to_dict(self.url)
-            if "connect_timeout" not in given:
-                kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
-            if "host" in given and not str(given["host"]).startswith("/"):  # TCP, not a socket file
-                kwargs.update({k: v for k, v in TCP_OPTIONS.items() if k not in given})
-            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, **kwargs)
-        except psycopg.Error as exc:
-            raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
-
     def _connection(self) -> psycopg.Connection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._drop()
-            self._conn = self._connect()
+            self._conn = pg_connect.connect(self.url, self.where, self.application_name)
         return self._conn
 
     def _drop(self) -> None:
@@ -128,19 +84,8 @@ class PostgresStore:
                 pass
             self._listener = None
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except pgerrors.InsufficientPrivilege as exc:
-            raise Refused(f"{self.where}: {_line(exc)}") from None
-        except UnicodeEncodeError as exc:  # lone surrogates: as the SQLite store says it
-            near = exc.object[max(0, exc.start - 30): exc.end + 30] if isinstance(exc.object, str) else ""
-            raise InvalidInput(f"bad text {near!r}: not valid UTF-8") from None
-        except pgerrors.DataError as exc:
-            raise InvalidInput(f"bad text: {_line(exc)}") from None
-        except psycopg.Error as exc:
-            raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
+    def _errors(self) -> AbstractContextManager[None]:
+        return pg_connect.errors(self.where)
 
     def _call(self, work: Callable[[psycopg.Connection[dict[str, Any]]], T], redo: bool = True) -> T:
         """`work` on the connection; on a lost connection, once more on a new one when
@@ -153,7 +98,7 @@ class PostgresStore:
                         return work(conn)
                     except psycopg.OperationalError as exc:
                         lost = conn.closed or conn.broken
-                        if attempt == 1 and lost and (redo or exc.sqlstate in _SESSION_ENDED):
+                        if attempt == 1 and lost and (redo or exc.sqlstate in pg_connect.SESSION_ENDED):
                             self._drop()
                             continue
                         raise
@@ -274,14 +219,7 @@ class PostgresStore:
         connection was (re)opened, when anything may have been missed."""
         if self._listener is None or self._listener.closed or self._listener.broken:
             self._listener = None
-            try:
-                listener = psycopg.connect(self.url, autocommit=True,
-                                           application_name=f"{self.application_name} listen",
-                                           connect_timeout=CONNECT_TIMEOUT_S)
-                listener.execute(f"LISTEN {pg_schema.CHANNEL}")
-            except psycopg.Error as exc:
-                raise StoreUnavailable(f"{self.where}: {_line(exc)}") from None
-            self._listener = listener
+            self._listener = pg_connect.listen(self.url, self.where, f"{self.application_name} listen")
             return True
         try:
             got = any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))

@@ -9,12 +9,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "runtool"
 #: The modules that may speak SQL (and import a database driver).
 STORE_MODULES = {"queue", "sqlite_schema", "sqlite_tx", "sqlite_reads", "store_common", "pg_store", "pg_tx",
-                 "pg_schema", "pg_reads"}
+                 "pg_schema", "pg_reads", "pg_connect"}
 DRIVERS = {"sqlite3", "psycopg", "psycopg_pool", "sqlite_utils"}
 #: The interfaces: the command line and the dashboard are thin layers over RunQueue.
 INTERFACES = {"cli", "widgets", "widgets_detail", "widgets_table", "dashview", "submitform", "serve", "format", "follow"}
 BELOW_RUNQUEUE = {"queue", "lifecycle", "sqlite_schema", "sqlite_tx", "sqlite_reads", "pg_store", "pg_tx", "pg_schema",
-                  "pg_reads", "cleanup", "outcomes", "attempts", "lease"}
+                  "pg_reads", "pg_connect", "cleanup", "outcomes", "attempts", "lease"}
 
 
 def _modules() -> dict[str, ast.Module]:
