@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import inspect
 import itertools
 import math
 import operator
@@ -67,6 +68,17 @@ class SubmitOptions:
     """Where a copy of the output notebook goes when the run finishes."""
 
 
+def _options_signature(method: Any) -> Any:
+    """Give `method` (which takes `**options`) a signature naming `SubmitOptions`' fields as its
+    keyword arguments: help(), Jupyter's tooltips and its keyword completion read it."""
+    signature = inspect.signature(method)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+               for f in dataclasses.fields(SubmitOptions)]
+    method.__signature__ = signature.replace(parameters=params)
+    return method
+
+
 class RunQueue:
     """One home's queue of runs, acting as one user (whose role decides what is allowed)."""
 
@@ -119,6 +131,7 @@ class RunQueue:
         """The notebook's kernel and declared parameters (for forms and validation)."""
         return read_notebook(notebook)
 
+    @_options_signature
     def submit(self, notebook: str | Path, parameters: dict[str, Any] | None = None, **options: Any) -> Run:
         """Validate and store a waiting run; InvalidInput (nothing stored) names the bad input.
 
@@ -128,6 +141,7 @@ class RunQueue:
         new = self._new_run(notebook, parameters, SubmitOptions(**options))
         return lifecycle.submit(self.store, new, by=self.user)
 
+    @_options_signature
     def sweep(
         self,
         notebook: str | Path,

@@ -157,3 +157,37 @@ def test_api_rejects_bad_values(home, job):
     with pytest.raises(InvalidInput, match="parameters must be a mapping"):
         q.submit(job, [1])  # type: ignore[arg-type]
     assert q.count() == 0
+
+
+def test_submit_and_sweep_name_their_options_for_help_and_jupyter_completion(home):
+    """submit/sweep take **options (said once, in SubmitOptions); their signature still names
+    each option (DESIGN 8), so help(), tooltips and Jupyter's keyword completion offer them."""
+    import dataclasses
+    import inspect
+
+    from IPython.core.completer import provisionalcompleter
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from runtool.api import SubmitOptions
+
+    names = [f.name for f in dataclasses.fields(SubmitOptions)]
+    assert {"queue", "priority", "delay", "after", "on", "retries", "timeout", "kind", "tags"} <= set(names)
+    with RunQueue(home) as q:
+        for method, first in ((q.submit, ["notebook", "parameters"]), (q.sweep, ["notebook", "grid", "parameters"])):
+            params = inspect.signature(method).parameters
+            assert list(params) == first + names
+            assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in names)
+            assert params["queue"].default == "default" and params["on"].default == "success"
+        with pytest.raises(TypeError, match="queu"):
+            q.submit("nb.ipynb", queu="x")  # a misspelt option is still refused
+        config = Config()
+        config.HistoryManager.enabled = False  # no history file written
+        shell = InteractiveShell.instance(config=config)
+        try:
+            shell.user_ns["q"] = q
+            for code, offered in (("q.submit(nb, que", "queue="), ("q.sweep(nb, g, retr", "retries=")):
+                with provisionalcompleter():
+                    assert offered in [c.text for c in shell.Completer.completions(code, len(code))]
+        finally:
+            InteractiveShell.clear_instance()
