@@ -29,7 +29,7 @@ from .pg_schema import RUN_COLUMNS as _COLS
 from .models import Beat, Claimant, HistoryEntry, Run, RunFilter, Status, WorkerInfo
 from .durations import iso
 from .pg_tx import PostgresTx, nul_safe, words_of
-from .store_common import process_assignments
+from .store_common import process_assignments, run_from_row
 
 MARKER_WAIT_S = 0.1
 """How long `change_marker` waits for a notification still on its way."""
@@ -249,25 +249,8 @@ class PostgresStore:
     # -- reading ------------------------------------------------------------------
 
     def row_to_run(self, row: dict[str, Any]) -> Run:
-        return Run(
-            id=row["id"], notebook=row["notebook"], kind=row["kind"], queue=row["queue"],
-            priority=row["priority"], status=Status(row["status"]),
-            parameters=json.loads(row["parameters"]), tags=json.loads(row["tags"]),
-            attempt=row["attempt"], max_attempts=row["max_attempts"], timeout_s=row["timeout_s"],
-            kernel=row["kernel"], output_copy=row["output_copy"], created_at=row["created_at"],
-            not_before=row["not_before"], started_at=row["started_at"],
-            finished_at=row["finished_at"], heartbeat_at=row["heartbeat_at"],
-            after=list(row["after_ids"] or []), after_on=row["after_on"], ready=row["ready"],
-            submitted_by=row["submitted_by"], worker=row["worker"], worker_pid=row["worker_pid"],
-            worker_ctime=row["worker_ctime"], runner_pid=row["runner_pid"],
-            runner_ctime=row["runner_ctime"], kernel_pid=row["kernel_pid"],
-            kernel_ctime=row["kernel_ctime"], progress_done=row["progress_done"],
-            progress_total=row["progress_total"],
-            error=json.loads(row["error"]) if row["error"] else None,
-            machine=row["machine"], metrics=json.loads(row["metrics"]),
-            cancel_requested=tuple(json.loads(row["cancel_requested"])) if row.get("cancel_requested") else None,
-            run_dir=f"{self._runs_prefix}{row['id']}",
-        )
+        return run_from_row(row, f"{self._runs_prefix}{row['id']}", list(row["after_ids"] or []),
+                            tuple(json.loads(row["cancel_requested"])) if row.get("cancel_requested") else None)
 
     def get(self, run_id: int) -> Run:
         from .errors import RunNotFound

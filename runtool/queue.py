@@ -24,7 +24,7 @@ from .durations import iso, parse_duration
 from .errors import InvalidInput, RunNotFound, StoreUnavailable
 from .models import Beat, Change, Claimant, HistoryEntry, NewRun, Run, RunFilter, Status, WorkerInfo
 from .sqlite_tx import SQLiteTx, add_history
-from .store_common import process_assignments
+from .store_common import process_assignments, run_from_row
 
 BUSY_TIMEOUT_S = 60.0
 """Seconds a write waits for another connection's lock before giving up."""
@@ -287,25 +287,8 @@ class SQLiteStore:
             yield SQLiteTx(self, conn, time.time())
 
     def row_to_run(self, row: sqlite3.Row) -> Run:
-        return Run(
-            id=row["id"], notebook=row["notebook"], kind=row["kind"], queue=row["queue"],
-            priority=row["priority"], status=Status(row["status"]),
-            parameters=json.loads(row["parameters"]), tags=json.loads(row["tags"]),
-            attempt=row["attempt"], max_attempts=row["max_attempts"], timeout_s=row["timeout_s"],
-            kernel=row["kernel"], output_copy=row["output_copy"], created_at=row["created_at"],
-            not_before=row["not_before"], started_at=row["started_at"],
-            finished_at=row["finished_at"], heartbeat_at=row["heartbeat_at"],
-            after=json.loads(row["after_ids"]) if row["after_ids"] else [],
-            after_on=row["after_on"], ready=bool(row["ready"]),
-            submitted_by=row["submitted_by"], worker=row["worker"], worker_pid=row["worker_pid"],
-            worker_ctime=row["worker_ctime"], runner_pid=row["runner_pid"],
-            runner_ctime=row["runner_ctime"], kernel_pid=row["kernel_pid"],
-            kernel_ctime=row["kernel_ctime"], progress_done=row["progress_done"],
-            progress_total=row["progress_total"],
-            error=json.loads(row["error"]) if row["error"] else None,
-            machine=row["machine"], metrics=json.loads(row["metrics"]),
-            run_dir=f"{self._runs_prefix}{row['id']}",  # not pathlib: this runs for every row read
-        )
+        return run_from_row(row, f"{self._runs_prefix}{row['id']}",
+                            json.loads(row["after_ids"]) if row["after_ids"] else [])
 
     # -- reading ------------------------------------------------------------------
 
