@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 import pg
-from helpers import notebook
+from helpers import clean_env, notebook
 from stores import STORE_KINDS
 
 from runtool import RunQueue
@@ -16,12 +16,7 @@ from runtool import RunQueue
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    for var in ("RUNTOOL_HOME", "RUNTOOL_USER", "JUPYTERHUB_USER", "RUNTOOL_TEST_CRASH_AT", "RUNTOOL_DATABASE_URL",
-                "RUNTOOL_MACHINE"):
-        monkeypatch.delenv(var, raising=False)
-    # A PostgreSQL home's executor lock is per machine in a local folder: one per test, so that
-    # test sessions running side by side on this box never wait on one another's lock.
-    monkeypatch.setenv("RUNTOOL_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+    clean_env(monkeypatch, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -162,6 +162,15 @@ def run_processes(token_prefix: str = "") -> list[psutil.Process]:
     return found
 
 
+def no_run_processes_left(home: Path) -> None:
+    """After a served home's tests: none of its runs' processes is left (any found are killed,
+    then the check fails naming them)."""
+    left = run_processes(str(home / "runs"))
+    for proc in left:
+        proc.kill()
+    assert not left, f"run processes left: {left}"
+
+
 # -- browsers and Jupyter servers ------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"

@@ -192,3 +192,14 @@ def kernel_started(q: Any, run_id: int):
     except (OSError, ValueError, KeyError):
         return None
     return run if cells[3]["metadata"].get("papermill", {}).get("status") == "running" else None
+
+
+def clean_env(monkeypatch: Any, tmp_path_factory: Any) -> None:
+    """No runtool setting from the environment the tests were started in (every test gets
+    this; a fixture of a wider scope calls it itself, in a `pytest.MonkeyPatch.context()`)."""
+    for var in ("RUNTOOL_HOME", "RUNTOOL_USER", "JUPYTERHUB_USER", "RUNTOOL_TEST_CRASH_AT", "RUNTOOL_DATABASE_URL",
+                "RUNTOOL_MACHINE"):
+        monkeypatch.delenv(var, raising=False)
+    # A PostgreSQL home's executor lock is per machine in a local folder: one per test, so that
+    # test sessions running side by side on this box never wait on one another's lock.
+    monkeypatch.setenv("RUNTOOL_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))

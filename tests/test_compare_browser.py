@@ -17,8 +17,8 @@ import pytest
 from dashboard_fixtures import (
     SIDEWAYS_JS,
     chromium,
+    no_run_processes_left,
     require_chromium,
-    run_processes,
     screenshot,
     serve_dashboard,
     stop,
@@ -50,10 +50,7 @@ def served(tmp_path_factory):
         yield home, url, [r.id for r in sweep]
     finally:
         stop(server)
-        left = run_processes(str(home / "runs"))
-        for proc in left:
-            proc.kill()
-        assert not left, f"run processes left: {left}"
+        no_run_processes_left(home)
 
 
 @pytest.fixture(scope="module")

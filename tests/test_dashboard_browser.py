@@ -27,6 +27,7 @@ from dashboard_fixtures import (
     chromium,
     jupyter_env,
     make_notebooks,
+    no_run_processes_left,
     require_chromium,
     run_processes,
     screenshot,
@@ -91,10 +92,7 @@ def served(tmp_path_factory):
     finally:
         for proc, signals in reversed(procs):
             stop(proc, signals=signals)
-        left = run_processes(str(home / "runs"))
-        for proc in left:
-            proc.kill()
-        assert not left, f"run processes left: {left}"
+        no_run_processes_left(home)
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,28 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import clean_env
 
-from runtool import RunQueue, Status
+from runtool import Run, RunQueue, Status
 from runtool.demo import run_demo
 
 
-@pytest.mark.kernel
-def test_demo_trains_then_detects_through_the_queue(home):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[list[str], Run, Run]:
+    """One run of the demo (a training run, a detection run continuing it) for the tests
+    below: what it printed, and the two runs as recorded."""
     lines: list[str] = []
-    q = RunQueue(home)
-    assert run_demo(q, lines.append, serve=False) == 0
-    training, detection = sorted(q.list(), key=lambda r: r.id)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clean_env(monkeypatch, tmp_path_factory)
+        with RunQueue(tmp_path_factory.mktemp("demo") / "home") as q:
+            assert run_demo(q, lines.append, serve=False) == 0
+            training, detection = sorted(q.list(), key=lambda r: r.id)
+    return lines, training, detection
+
+
+@pytest.mark.kernel
+def test_demo_trains_then_detects_through_the_queue(demo):
+    lines, training, detection = demo
     assert (training.kind, detection.kind) == ("training", "detection")
     assert (training.status, detection.status) == (Status.SUCCEEDED, Status.SUCCEEDED)
     assert detection.after == [training.id] and detection.started_at >= training.finished_at
@@ -38,11 +49,8 @@ def test_demo_trains_then_detects_through_the_queue(home):
 
 
 @pytest.mark.kernel
-def test_demo_shows_progress_while_runs_execute(home):
-    lines: list[str] = []
-    q = RunQueue(home)
-    assert run_demo(q, lines.append, serve=False) == 0
-    training, detection = sorted(q.list(), key=lambda r: r.id)
+def test_demo_shows_progress_while_runs_execute(demo):
+    lines, training, detection = demo
     text = "\n".join(lines)
     assert f"run {training.id} (training): started, attempt 1 of 4" in text
     cells = [line for line in lines if line.startswith(f"run {detection.id} (detection): cells ")]
